@@ -1,0 +1,97 @@
+"""Gradient saliency (seed methods 2 and 4).
+
+- ``gradient``: dS_c/dX (Simonyan et al. 2013), shape (L, 4) per sequence and target.
+- ``grad_x_input``: dS_c/dX ⊙ X, the derivative at the bases actually present.
+- ``abs_grad_x_input``: |dS_c/dX ⊙ X|, Lanchantin et al. 2016's nucleotide importance. (The seed's
+  Saliency.py kept |dS/dX| although its text describes |dS/dX ⊙ X|; both are offered, named.)
+
+All targets come from one forward pass and one batched backward pass (``jax.vjp`` with the
+cotangents of every requested output vmapped), not a Python loop over outputs.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmotif.batching import map_batches
+from jaxmotif.precision import with_precision
+
+SALIENCY_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
+
+
+def saliency_kernel(apply_fn: Callable, params, seq, dnase, targets: Sequence[int], method: str):
+    """Pure kernel: saliency of the outputs ``targets`` with respect to ``seq``.
+
+    Parameters
+    ----------
+    apply_fn: ``f(params, seq (N, L, 4), dnase (N, L) | None) -> (N, T)``.
+    seq: shape=(N, L, 4) one-hot (or any real-valued input).
+    dnase: shape=(N, L) or None; held fixed (no gradient is taken with respect to it).
+    targets: output indices, static.
+    method: one of SALIENCY_METHODS.
+
+    Returns shape=(N, len(targets), L, 4).
+    """
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"method={method!r} must be one of {SALIENCY_METHODS}")
+    out, vjp = jax.vjp(lambda x: apply_fn(params, x, dnase), seq)
+    # Samples are independent in eval mode, so the VJP of a one-hot cotangent column is the
+    # per-sample gradient of that output; vmapping the VJP shares the forward pass.
+    basis = jnp.eye(out.shape[-1], dtype=out.dtype)[jnp.asarray(targets)]  # (K, T)
+    cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))  # (K, N, T)
+    (grads,) = jax.vmap(vjp)(cotangents)  # (K, N, L, 4)
+    grads = jnp.moveaxis(grads, 0, 1).astype(jnp.float32)
+    if method == "gradient":
+        return grads
+    gx = grads * seq[:, None].astype(jnp.float32)
+    return jnp.abs(gx) if method == "abs_grad_x_input" else gx
+
+
+def resolve_targets(model, target) -> tuple[tuple[int, ...], bool]:
+    """(indices, squeeze): None -> every output; an int or name -> one (squeezed); a list -> those."""
+    if target is None:
+        return tuple(range(model.config.num_outputs)), False
+    if isinstance(target, str | int | np.integer):
+        return (model.target_index(target),), True
+    return tuple(model.target_index(t) for t in target), False
+
+
+def saliency(
+    model,
+    seq,
+    dnase=None,
+    target=None,
+    method: str = "grad_x_input",
+    *,
+    logits: bool = False,
+    batch_size: int = 64,
+    precision: str | None = None,
+) -> np.ndarray:
+    """Saliency maps of ``model`` for one-hot sequences.
+
+    Parameters
+    ----------
+    model: a :class:`jaxmotif.Model` (anything with ``apply``, ``params``, ``config``).
+    seq: shape=(N, L, 4) channels-last one-hot in the model's alphabet order.
+    dnase: shape=(N, L), required by two-branch models.
+    target: an output index or name (result (N, L, 4)); a list of them, or None for every output
+        (result (N, T, L, 4)), all computed in one compiled call per chunk.
+    method: ``gradient`` | ``grad_x_input`` | ``abs_grad_x_input``.
+    logits: differentiate the output before the final activation instead of after it.
+    batch_size: sequences per compiled chunk (memory grows with batch_size x targets).
+    precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
+    """
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"method={method!r} must be one of {SALIENCY_METHODS}")
+    seq, dnase = model.check_inputs(seq, dnase)
+    targets, squeeze = resolve_targets(model, target)
+    def make():
+        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+        return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, targets, method))
+
+    kernel = model.compiled_fn(("saliency", targets, method, logits, precision), make)
+    params = model.params
+    result = map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=batch_size)
+    return result[:, 0] if squeeze else result

@@ -1,0 +1,1 @@
+"""Genome I/O: FASTA (pyfaidx), BED regions and bigWig tracks (pyBigWig)."""

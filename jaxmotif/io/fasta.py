@@ -1,0 +1,211 @@
+"""FASTA input: small multi-record files in memory, big genomes by random access (pyfaidx).
+
+:func:`read_fasta` reads every record of a small file (plain or gzip) and checks its structure.
+:class:`Genome` wraps ``pyfaidx.Fasta`` for chromosome-scale references: windows are fetched
+0-based half-open, and windows running past a chromosome end are padded with ``N`` so that every
+window has the requested length (the one-hot of ``N`` is an all-zero row).
+"""
+
+import gzip
+import io
+import os
+from typing import NamedTuple, TextIO
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class FastaError(ValueError):
+    """Malformed FASTA input; the message names the file and the line."""
+
+
+class GenomeError(ValueError):
+    """A genome lookup failed: unknown chromosome, bad range, or an unreadable FASTA."""
+
+
+class FastaRecord(NamedTuple):
+    """One FASTA record: ``name`` is the first word of the header, ``sequence`` as written (case kept)."""
+
+    name: str
+    sequence: str
+
+
+def _open_text(path: str | os.PathLike) -> TextIO:
+    """Open a text file, decompressing gzip when the file starts with the gzip magic bytes.
+
+    Sniffing the content rather than the suffix handles ``.fa.gz``, ``.fasta.bgz`` and misnamed
+    files alike (bgzip output is gzip-compatible).
+    """
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    if gzipped:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
+    """Read all records of a small FASTA file (optionally gzip-compressed).
+
+    Sequence lines are concatenated with surrounding whitespace removed; blank lines are ignored.
+    Bases are not validated here: :func:`jaxmotif.sequence.one_hot` does that and names the record.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of FastaRecord
+        In file order.
+
+    Raises
+    ------
+    FastaError
+        One line naming file and line for: an empty file, sequence data before the first ``>``
+        header, a header without a name, a record without sequence, or undecodable bytes.
+    """
+    records: list[FastaRecord] = []
+    name: str | None = None
+    header_line = 0
+    chunks: list[str] = []
+    line_no = 0
+
+    def finish_record() -> None:
+        if name is None:
+            return
+        if not chunks:
+            raise FastaError(f"{path}:{header_line}: record {name!r} has no sequence")
+        records.append(FastaRecord(name, "".join(chunks)))
+
+    try:
+        with _open_text(path) as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                line = raw.strip()
+                if not line:
+                    continue
+                if line.startswith(">"):
+                    finish_record()
+                    words = line[1:].split()
+                    if not words:
+                        raise FastaError(f"{path}:{line_no}: header '>' has no record name")
+                    name, header_line, chunks = words[0], line_no, []
+                elif name is None:
+                    raise FastaError(
+                        f"{path}:{line_no}: sequence data before the first '>' header "
+                        f"(starts with {line[:20]!r})"
+                    )
+                else:
+                    chunks.append(line)
+            finish_record()
+    except UnicodeDecodeError as err:
+        raise FastaError(f"{path}: not a text FASTA file ({err.reason} at byte {err.start})") from None
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise FastaError(f"{path}: corrupt gzip data ({err})") from None
+    if not records:
+        what = "empty file" if line_no == 0 else f"only {line_no} blank line(s)"
+        raise FastaError(f"{path}: no FASTA records ({what})")
+    return records
+
+
+def _import_pyfaidx():
+    try:
+        import pyfaidx
+    except ImportError as err:
+        raise ImportError(
+            "reading genomes needs pyfaidx; install it with: pip install 'jaxmotif[genome]'"
+        ) from err
+    return pyfaidx
+
+
+class Genome:
+    """Random access to a (large) FASTA reference through ``pyfaidx``.
+
+    The ``.fai`` index is built beside the FASTA on first use (the folder must be writable then).
+    Compressed references must be bgzip-compressed, as pyfaidx requires.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        FASTA file, plain or bgzip.
+    uppercase : bool
+        Return uppercase bases; by default soft-masked (lowercase) bases are kept as stored,
+        which the one-hot encoder accepts.
+
+    Examples
+    --------
+    >>> with Genome("hg38.fa") as genome:                     # doctest: +SKIP
+    ...     window = genome.fetch("chr1", -10, 990)            # 10 'N's, then chr1[0:990]
+    """
+
+    def __init__(self, path: str | os.PathLike, *, uppercase: bool = False):
+        pyfaidx = _import_pyfaidx()
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"genome FASTA not found: {self.path}")
+        try:
+            self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=uppercase)
+        except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {message}") from err
+        # Sizes are read once from the index so fetch() needs no pyfaidx call for bounds checks.
+        self._sizes = {name: len(record) for name, record in self._fasta.records.items()}
+
+    @property
+    def chrom_sizes(self) -> dict[str, int]:
+        """Chromosome name -> length, in FASTA order (a copy)."""
+        return dict(self._sizes)
+
+    def __contains__(self, chrom: object) -> bool:
+        return chrom in self._sizes
+
+    def chrom_size(self, chrom: str) -> int:
+        """Length of ``chrom``; :class:`GenomeError` naming it if unknown."""
+        try:
+            return self._sizes[chrom]
+        except KeyError:
+            known = list(self._sizes)
+            shown = ", ".join(repr(c) for c in known[:5]) + (", ..." if len(known) > 5 else "")
+            raise GenomeError(
+                f"unknown chromosome {chrom!r} in {self.path} ({len(known)} known: {shown})"
+            ) from None
+
+    def fetch(self, chrom: str, start: int, end: int) -> str:
+        """Bases ``[start, end)`` of ``chrom`` (0-based, half-open), ``N``-padded past either end.
+
+        Parameters
+        ----------
+        chrom : str
+        start, end : int
+            ``start`` may be negative and ``end`` may exceed the chromosome length; those positions
+            come back as ``'N'``, so the result always has length ``end - start``.
+
+        Returns
+        -------
+        str, length end - start
+
+        Raises
+        ------
+        GenomeError
+            For an unknown chromosome (listing a few known ones) or ``end < start``.
+        """
+        size = self.chrom_size(chrom)
+        start, end = int(start), int(end)
+        if end < start:
+            raise GenomeError(f"invalid range {chrom}:{start}-{end}: end < start")
+        inner_start, inner_end = max(start, 0), min(end, size)
+        if inner_start >= inner_end:
+            return "N" * (end - start)
+        bases = str(self._fasta[chrom][inner_start:inner_end])
+        return "N" * (inner_start - start) + bases + "N" * (end - inner_end)
+
+    def close(self) -> None:
+        """Release the file handle (safe to call twice)."""
+        self._fasta.close()
+
+    def __enter__(self) -> "Genome":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Genome({self.path!r}, {len(self._sizes)} sequences)"

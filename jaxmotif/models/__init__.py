@@ -1,0 +1,15 @@
+"""Models: DeepHistone in Flax NNX, the Model shell, checkpoints."""
+
+from jaxmotif.models.checkpoint import CheckpointError, load_model, save_model
+from jaxmotif.models.deephistone import DEEPHISTONE_OUTPUTS, DeepHistone, DeepHistoneConfig
+from jaxmotif.models.model import Model
+
+__all__ = [
+    "DEEPHISTONE_OUTPUTS",
+    "CheckpointError",
+    "DeepHistone",
+    "DeepHistoneConfig",
+    "Model",
+    "load_model",
+    "save_model",
+]
