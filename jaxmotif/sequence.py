@@ -31,8 +31,9 @@ class SequenceError(ValueError):
     (the offending character, or ``None``) say where the problem is.
     """
 
-    def __init__(self, message: str, *, record: str | None = None, position: int | None = None,
-                 char: str | None = None):
+    def __init__(
+        self, message: str, *, record: str | None = None, position: int | None = None, char: str | None = None
+    ):
         super().__init__(message)
         self.record = record
         self.position = position

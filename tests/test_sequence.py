@@ -23,8 +23,18 @@ from jaxmotif.sequence import (
 ALPHABETS = ["".join(p) for p in itertools.permutations("ACGT")]
 bases = st.text(alphabet="ACGTNacgtn", max_size=200)
 alphabets = st.sampled_from(ALPHABETS)
-NAIVE_COMPLEMENT = {"A": "T", "C": "G", "G": "C", "T": "A", "N": "N",
-                    "a": "t", "c": "g", "g": "c", "t": "a", "n": "n"}
+NAIVE_COMPLEMENT = {
+    "A": "T",
+    "C": "G",
+    "G": "C",
+    "T": "A",
+    "N": "N",
+    "a": "t",
+    "c": "g",
+    "g": "c",
+    "t": "a",
+    "n": "n",
+}
 
 
 def naive_one_hot(seq, alphabet="ACGT"):
@@ -90,8 +100,11 @@ def test_error_message_format():
 )
 def test_error_names_record_and_first_invalid_position(prefix, bad, suffix, name):
     seq = prefix + bad + suffix
-    for encode in (lambda: one_hot(seq, name=name), lambda: encode_indices(seq, name=name),
-                   lambda: reverse_complement(seq, name=name)):
+    for encode in (
+        lambda: one_hot(seq, name=name),
+        lambda: encode_indices(seq, name=name),
+        lambda: reverse_complement(seq, name=name),
+    ):
         with pytest.raises(SequenceError) as info:
             encode()
         assert info.value.position == len(prefix)
@@ -108,7 +121,9 @@ def test_one_hot_batch_equals_stacked(n, length, alphabet, data):
 
 
 def test_one_hot_batch_errors_name_record():
-    with pytest.raises(SequenceError, match=r"record 'b' has length 3, expected 4 \(the length of record 'a'\)"):
+    with pytest.raises(
+        SequenceError, match=r"record 'b' has length 3, expected 4 \(the length of record 'a'\)"
+    ):
         one_hot_batch(["ACGT", "ACG", "AC"], names=["a", "b", "c"])
     with pytest.raises(SequenceError, match=r"record '#1' has length 5"):
         one_hot_batch(["ACGT", "ACGTA"])
@@ -157,7 +172,9 @@ def test_complement_permutation_is_an_involution(alphabet):
 def test_reverse_complement_batched_array_and_shape_check():
     seqs = ["ACGTTN", "GGGNCA"]
     batch = one_hot_batch(seqs)
-    np.testing.assert_array_equal(reverse_complement(batch), one_hot_batch([reverse_complement(s) for s in seqs]))
+    np.testing.assert_array_equal(
+        reverse_complement(batch), one_hot_batch([reverse_complement(s) for s in seqs])
+    )
     with pytest.raises(ValueError, match="shape"):
         reverse_complement(np.zeros((5, 3)))
 

@@ -78,7 +78,9 @@ def read_bed(path: str | os.PathLike) -> list[Region]:
                 fields = line.split("\t") if "\t" in line else line.split()
                 try:
                     if len(fields) < 3:
-                        raise ValueError(f"expected at least 3 columns (chrom, start, end), got {len(fields)}")
+                        raise ValueError(
+                            f"expected at least 3 columns (chrom, start, end), got {len(fields)}"
+                        )
                     chrom = fields[0].strip()
                     start = _parse_coordinate(fields[1].strip(), "start")
                     end = _parse_coordinate(fields[2].strip(), "end")

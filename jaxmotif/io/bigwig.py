@@ -111,7 +111,9 @@ class BigWigReader:
             raise ValueError(f"BigWigReader for {self.path} is closed")
         size = self._sizes.get(chrom)
         if size is None:
-            raise BigWigError(f"unknown chromosome {chrom!r} in bigWig {self.path} ({_known_chroms(self._sizes)})")
+            raise BigWigError(
+                f"unknown chromosome {chrom!r} in bigWig {self.path} ({_known_chroms(self._sizes)})"
+            )
         start, end = int(start), int(end)
         if end < start:
             raise BigWigError(f"invalid range {chrom}:{start}-{end} for bigWig {self.path}: end < start")
@@ -119,7 +121,9 @@ class BigWigReader:
         inner_start, inner_end = max(start, 0), min(end, size)
         # libBigWig rejects empty or out-of-bounds ranges, so only the overlap is requested.
         if inner_start < inner_end:
-            values = np.asarray(self._handle.values(chrom, inner_start, inner_end, numpy=True), dtype=np.float32)
+            values = np.asarray(
+                self._handle.values(chrom, inner_start, inner_end, numpy=True), dtype=np.float32
+            )
             if values.size == 0:
                 # libBigWig returns nothing at all, not NaNs, for a file without any data.
                 return out
