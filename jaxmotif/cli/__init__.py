@@ -1,0 +1,1 @@
+"""Command-line interfaces: thin shells that parse, validate, call the library and write."""
