@@ -1,0 +1,280 @@
+"""``python -m jaxmotif.filters``: conv1 filters -> PWMs -> MEME -> TomTom against JASPAR -> logos.
+
+Also holds the helpers that ``python -m jaxmotif.optimize`` shares: the motif-database options,
+the TomTom report with logos, and the staged output folder.
+"""
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+EPILOG_FILTERS = """\
+example:
+  python -m jaxmotif.filters --checkpoint ckpt/ --fasta peaks.fa --out filters_out/ \\
+      --threshold-factor 0.9 --motif-db JASPAR2024 --tax-group vertebrates
+
+  Without --checkpoint and --fasta the bundled demo model and its demo sequences are used.
+
+writes OUT/filters.meme (one MOTIF filter{i} per filter with sites, i 1-based), OUT/filters.npz
+(counts, sites, thresholds, edge_sites_excluded, pwms), OUT/tomtom.tsv (top matches per filter)
+and OUT/logos.png (each filter's logo beside its best match).
+"""
+
+TOP_MATCHES = 5
+LOGO_COLUMNS = 4
+
+
+class CliError(Exception):
+    """Bad input detected by a CLI; printed as one ``error: ...`` line."""
+
+
+def add_motif_db_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--motif-db",
+        default="JASPAR2024",
+        help="JASPAR release bundled with pyjaspar (CORE collection), or a MEME file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tax-group",
+        default="vertebrates",
+        help="JASPAR taxonomic group: vertebrates, plants, insects, nematodes, fungi, urochordates or all "
+        "(default: %(default)s; ignored for a MEME file)",
+    )
+    parser.add_argument(
+        "--no-tomtom", action="store_true", help="skip TomTom and the match logos (no motif extra needed)"
+    )
+
+
+def load_motif_database(spec: str, tax_group: str):
+    """The target motifs for TomTom, from a JASPAR spec (with ``tax_group``) or a MEME file."""
+    import re
+
+    try:
+        from jaxmotif.motifs import load_motif_db
+    except ImportError as err:  # pragma: no cover - the motif extra is part of the dev install
+        raise CliError(f"{err}; install the motif extra: pip install 'jaxmotif[motifs]'") from None
+    if re.fullmatch(r"JASPAR\d{4}", spec, flags=re.IGNORECASE) and not Path(spec).exists():
+        spec = f"{spec}:{tax_group}"
+    try:
+        return load_motif_db(spec)
+    except ImportError as err:
+        raise CliError(str(err)) from None
+    except (ValueError, FileNotFoundError) as err:
+        raise CliError(f"--motif-db {spec}: {err}") from None
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out_dir``; on success its files are moved into ``out_dir``.
+
+    So a run that fails half-way leaves no partial set of outputs behind (files already in
+    ``out_dir`` from an earlier run stay as they were).
+    """
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {out_dir} exists and is not a folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        out_dir.mkdir(exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_match_report(out: Path, motifs: Sequence, database, top: int = TOP_MATCHES) -> list[dict]:
+    """TomTom of ``motifs`` against ``database``, written to ``out/tomtom.tsv`` and ``out/logos.png``.
+
+    Returns the TomTom rows (top ``top`` matches per motif).
+    """
+    from jaxmotif.logos import plot_motif_matches
+    from jaxmotif.motifs import tomtom_matches, write_tomtom_tsv
+
+    rows = tomtom_matches(motifs, database, top=top) if motifs else []
+    write_tomtom_tsv(out / "tomtom.tsv", rows)
+    if motifs:
+        by_id = {m.name: m for m in database}
+        best = {r["filter"]: r for r in rows if r["rank"] == 1}
+        plot_motif_matches(
+            out / "logos.png",
+            motifs,
+            {name: by_id[r["target_id"]] for name, r in best.items()},
+            {name: r["p_value"] for name, r in best.items()},
+            orientations={name: r["orientation"] for name, r in best.items()},
+            ncols=min(LOGO_COLUMNS, len(motifs)),
+        )
+    return rows
+
+
+def write_logos_only(out: Path, motifs: Sequence) -> None:
+    from jaxmotif.logos import plot_motif_matches
+
+    if motifs:
+        plot_motif_matches(out / "logos.png", motifs, {}, ncols=min(LOGO_COLUMNS, len(motifs)))
+
+
+def load_model_or_demo(checkpoint: str | None):
+    """(model, demo paths or None): the checkpoint, or the bundled demo model when none is given."""
+    if checkpoint is not None:
+        from jaxmotif.models.checkpoint import CheckpointError, load_model
+
+        try:
+            return load_model(checkpoint), None
+        except CheckpointError as err:
+            raise CliError(f"--checkpoint {checkpoint}: {err}") from None
+    try:
+        from jaxmotif.demo import demo_model, demo_paths
+    except ImportError as err:
+        raise CliError(f"no --checkpoint given and the bundled demo model is not available ({err})") from None
+    return demo_model(), demo_paths()
+
+
+def read_sequences(fasta: Path, alphabet: str) -> tuple[np.ndarray, list[str]]:
+    """One-hot (N, L, 4) of every record of ``fasta`` (equal lengths), and the record names."""
+    from jaxmotif.io.fasta import read_fasta
+    from jaxmotif.sequence import one_hot_batch
+
+    if not fasta.is_file():
+        raise CliError(f"--fasta {fasta}: no such file")
+    records = read_fasta(fasta)
+    names = [r.name for r in records]
+    return one_hot_batch([r.sequence for r in records], alphabet, names), names
+
+
+def report_error(err: BaseException) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxmotif.filters",
+        description="conv1 filters as PWMs (the seed's method 7) in MEME format, TomTom matches in JASPAR.",
+        epilog=EPILOG_FILTERS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", help="jaxmotif checkpoint folder (default: the bundled demo model)")
+    parser.add_argument("--fasta", help="equal-length sequences, FASTA (default: the demo sequences)")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--threshold-factor",
+        type=float,
+        default=0.9,
+        help="F of the seed rule: site when score - bias >= F * (best score + bias) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threshold-mode",
+        choices=("seed", "max-activation"),
+        default="seed",
+        help="seed rule, or Basset's: activation > 0.5 x the filter's maximum (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--alignment",
+        choices=("filter", "seed"),
+        default="filter",
+        help="window of a site: the one the filter saw, or the seed script's (4 bp to the right) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="sequences per compiled chunk")
+    add_motif_db_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CliError as err:
+        return report_error(err)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        return report_error(err)
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    from jaxmotif.filters import conv1_pwms, filter_motifs
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size {args.batch_size} must be positive")
+    if not np.isfinite(args.threshold_factor):
+        raise CliError(f"--threshold-factor {args.threshold_factor} must be a finite number")
+    if args.checkpoint is not None and args.fasta is None:
+        raise CliError("--checkpoint needs --fasta (the demo sequences only fit the demo model)")
+    database = None if args.no_tomtom else load_motif_database(args.motif_db, args.tax_group)
+    model, demo = load_model_or_demo(args.checkpoint)
+    fasta = Path(args.fasta) if args.fasta is not None else Path(demo.seqs)
+    seqs, _ = read_sequences(fasta, model.config.alphabet)
+
+    passes = 2 if args.threshold_mode == "max-activation" else 1
+    with tqdm(total=passes * seqs.shape[0], unit="seq", desc="conv1 sites", file=sys.stderr) as bar:
+        result = conv1_pwms(
+            model,
+            seqs,
+            threshold_factor=args.threshold_factor,
+            mode=args.threshold_mode,
+            alignment=args.alignment,
+            batch_size=args.batch_size,
+            progress=bar.update,
+        )
+    motifs = filter_motifs(result)
+    empty = np.flatnonzero(result.sites == 0)
+    if empty.size:
+        listed = ", ".join(f"filter{i + 1}" for i in empty)
+        print(
+            f"{empty.size} of {result.sites.size} filters have no sites and are left out: {listed}",
+            file=sys.stderr,
+        )
+    if not motifs:
+        raise CliError(
+            f"no filter has a site in {fasta} at --threshold-factor {args.threshold_factor}; lower it "
+            "(the seed notes 0.5-1.0)"
+        )
+
+    from jaxmotif.io.meme import write_meme
+
+    out = Path(args.out)
+    with staged_output(out) as tmp:
+        write_meme(tmp / "filters.meme", motifs)
+        np.savez(
+            tmp / "filters.npz",
+            counts=result.counts,
+            sites=result.sites,
+            thresholds=result.thresholds,
+            edge_sites_excluded=result.edge_sites_excluded,
+            pwms=result.pwms,
+            filters_with_sites=result.filters_with_sites,
+            alphabet=np.array(result.alphabet),
+            threshold_factor=np.float64(args.threshold_factor),
+            threshold_mode=np.array(args.threshold_mode),
+            alignment=np.array(args.alignment),
+        )
+        if database is None:
+            write_logos_only(tmp, motifs)
+            rows = []
+        else:
+            print(f"TomTom: {len(motifs)} filters against {len(database)} motifs", file=sys.stderr)
+            rows = write_match_report(tmp, motifs, database)
+    print(
+        f"{len(motifs)} filter PWMs from {seqs.shape[0]} sequences; wrote {out}/filters.meme, filters.npz",
+        end="",
+    )
+    print(", tomtom.tsv, logos.png" if database is not None else ", logos.png")
+    for row in rows:
+        if row["rank"] == 1:
+            match = f"{row['target_id']} {row['target_name']}"
+            print(f"  {row['filter']}\t{row['nsites']} sites\t{match}\tp={row['p_value']:.2g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

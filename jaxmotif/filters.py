@@ -1,0 +1,354 @@
+"""First-layer filters as motifs (the seed's method 7): thresholded conv1 PWMs.
+
+Each conv1 filter ``i`` (kernel ``W_i`` of shape (9, 4), bias ``b_i``) becomes a position weight
+matrix built from the input windows where it fires. Two rules say where it fires:
+
+- ``mode="seed"`` (the seed's get_PWM.py, after TSPTFBS): a window is a site when the filter's
+  pre-bias score ``activation - b_i`` is at least ``threshold_i = F * (sum_k max_b W_i[k, b] + b_i)``,
+  ``F = threshold_factor`` (0.9 as in the seed; the seed notes 0.5-1.0, TSPTFBS ships 0.5).
+  ``sum_k max_b W_i[k, b]`` is the best score any 9-mer can reach. The seed's script actually takes
+  ``np.max`` along the other axis of its (4, 9) weight matrix (per base the max over positions,
+  summed over the 4 bases), which is not the best attainable score; ``max_over="positions"``
+  reproduces that, the default ``max_over="bases"`` is the rule as described.
+- ``mode="max-activation"`` (Basset, Kelley et al. 2016): a window is a site when the activation
+  (bias included) exceeds half of that filter's maximum activation over the data set. That maximum
+  is taken over the windows lying wholly inside the sequences, in a first pass.
+
+Which input window belongs to a site. conv1 is 'same'-padded (4 zero rows each side), so the
+activation at output position ``j`` is computed from input rows ``j - 4 .. j + 4``:
+
+- ``alignment="filter"`` (default, correct): the window is ``X[j - 4 : j + 5]``, exactly what the
+  filter saw; a site counts when ``4 <= j <= L - 5``.
+- ``alignment="seed"``: the seed's script slices ``X[j : j + 9]``, four positions to the right of
+  what the filter saw, so its PWMs are the true motif shifted by 4 (half of it is flank). Offered
+  for exact reproduction of the seed's PWMs; a site counts when ``j <= L - 9``.
+
+Sites whose window is not wholly inside the sequence are not counted but tallied in
+``edge_sites_excluded``. (The seed's script kept zero rows for sites within 8 bp of the right end and
+averaged them in, and a filter without sites became a NaN matrix; here such filters are reported in
+``sites == 0`` and left out of ``filters_with_sites``.) PWM rows are the counts normalized per
+position (N bases, all-zero one-hot rows, add nothing), as the seed's per-column normalization.
+
+Everything happens on the device in one jit-compiled pass per chunk of sequences: a site mask
+(B, L, F) is contracted with the nine shifted views of the one-hot input into counts (F, 9, 4); no
+Python loop over filters or sites. Chunks are sharded over all local devices on the ``"batch"`` mesh
+axis and their partial counts summed.
+"""
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxmotif.batching import BATCH_AXIS, batch_mesh, chunk_size_for
+
+THRESHOLD_MODES = ("seed", "max-activation")
+ALIGNMENTS = ("filter", "seed")
+MAX_OVER = ("bases", "positions")
+_EXACT_FLOAT32 = 2**24
+
+
+class Conv1PWMs(NamedTuple):
+    """conv1 filters as position weight matrices.
+
+    Attributes
+    ----------
+    pwms: shape=(F, K, 4) letter probabilities per window position, columns in ``alphabet`` order;
+        finite exactly for the filters in ``filters_with_sites``, NaN rows for the others.
+    counts: shape=(F, K, 4) int64, how often each base occurs at each window position over all sites.
+    sites: shape=(F,) int64, sites counted (windows wholly inside the sequence).
+    thresholds: shape=(F,) float32, the site threshold of each filter: on the pre-bias score
+        (``mode="seed"``) or on the activation (``mode="max-activation"``, 0.5 x the maximum).
+    edge_sites_excluded: shape=(F,) int64, sites left out because their window crosses an end.
+    filters_with_sites: shape=(F',) int64, indices (0-based) of the filters with ``sites > 0``.
+    alphabet: column order of ``pwms`` and ``counts`` (the model's alphabet).
+    """
+
+    pwms: np.ndarray
+    counts: np.ndarray
+    sites: np.ndarray
+    thresholds: np.ndarray
+    edge_sites_excluded: np.ndarray
+    filters_with_sites: np.ndarray
+    alphabet: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_thresholds(kernel, bias, threshold_factor: float, max_over: str = "bases"):
+    """The seed's thresholds ``F * (best score + b_i)`` on the pre-bias score, shape=(F,).
+
+    kernel: shape=(K, 4, F) conv1 weights, channels-last; bias: shape=(F,).
+    max_over: ``"bases"`` -- ``sum_k max_b W[k, b]``, the best score a K-mer can reach (default);
+        ``"positions"`` -- ``sum_b max_k W[k, b]``, what the seed's ``np.max(W, 1)`` on its (4, K)
+        matrix computes.
+    """
+    if max_over not in MAX_OVER:
+        raise ValueError(f"max_over={max_over!r} must be one of {MAX_OVER}")
+    axis = 1 if max_over == "bases" else 0
+    best = jnp.sum(jnp.max(kernel, axis=axis), axis=0)  # (F,)
+    return threshold_factor * (best + bias)
+
+
+def conv1_scores(kernel, seq):
+    """Pre-bias conv1 scores, 'same' padding as the model: seq (B, L, 4) -> (B, L, F).
+
+    Position ``j`` holds ``sum_{k, b} W[k, b] * X[j - K // 2 + k, b]`` (zero outside the sequence).
+    """
+    half = kernel.shape[0] // 2
+    with jax.default_matmul_precision("highest"):  # exact fp32: sites are decided by >= on these
+        return jax.lax.conv_general_dilated(
+            seq,
+            kernel.astype(seq.dtype),
+            window_strides=(1,),
+            padding=((half, half),),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+        )
+
+
+def _inside_positions(length: int, width: int, alignment: str) -> tuple[np.ndarray, int]:
+    """(mask (L,) of output positions whose window lies wholly inside, window start offset)."""
+    half = width // 2
+    j = np.arange(length)
+    if alignment == "filter":
+        return (j >= half) & (j <= length - 1 - half), -half
+    return j <= length - width, 0
+
+
+def max_activation_kernel(kernel, bias, seq, valid):
+    """Per-filter maximum activation over real rows and windows wholly inside, shape=(F,).
+
+    seq: shape=(B, L, 4); valid: shape=(B,) bool, False for padding rows.
+    """
+    act = conv1_scores(kernel, seq) + bias.reshape(1, 1, -1)
+    inside, _ = _inside_positions(seq.shape[1], kernel.shape[0], "filter")
+    keep = valid.reshape(-1, 1, 1) & jnp.asarray(inside).reshape(1, -1, 1)
+    return jnp.max(jnp.where(keep, act, -jnp.inf), axis=(0, 1))
+
+
+def site_counts_kernel(kernel, bias, seq, valid, thresholds, *, mode: str, alignment: str):
+    """Base counts of all site windows in one chunk.
+
+    Parameters
+    ----------
+    kernel: shape=(K, 4, F) conv1 weights; bias: shape=(F,).
+    seq: shape=(B, L, 4) one-hot (N = all-zero row).
+    valid: shape=(B,) bool, False for rows that only pad the chunk.
+    thresholds: shape=(F,), on the pre-bias score (``mode="seed"``, site when ``>=``) or on the
+        activation (``mode="max-activation"``, site when ``>``).
+    mode, alignment: static, see the module docstring.
+
+    Returns (counts (F, K, 4) float32, sites (F,) int32, edge_sites (F,) int32).
+    """
+    width = kernel.shape[0]
+    length = seq.shape[1]
+    scores = conv1_scores(kernel, seq)  # (B, L, F)
+    thr = thresholds.reshape(1, 1, -1).astype(scores.dtype)
+    if mode == "seed":
+        site = scores >= thr
+    else:
+        site = scores + bias.reshape(1, 1, -1).astype(scores.dtype) > thr
+    site = site & valid.reshape(-1, 1, 1)
+    inside_np, offset = _inside_positions(length, width, alignment)
+    inside = jnp.asarray(inside_np).reshape(1, -1, 1)
+    counted = site & inside
+    edge = jnp.sum(site & ~inside, axis=(0, 1), dtype=jnp.int32)
+    # Zero rows around the sequence so that every shifted view has length L; only windows wholly
+    # inside are counted, so the padding itself never reaches the counts.
+    pad_left = -offset
+    pad_right = width - 1 + offset
+    padded = jnp.pad(seq, ((0, 0), (pad_left, pad_right), (0, 0)))
+    views = jnp.stack([padded[:, k : k + length] for k in range(width)], axis=2)  # (B, L, K, 4)
+    with jax.default_matmul_precision("highest"):
+        counts = jnp.einsum("blf,blkc->fkc", counted.astype(seq.dtype), views)
+    return counts, jnp.sum(counted, axis=(0, 1), dtype=jnp.int32), edge
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def conv1_weights(model) -> tuple[np.ndarray, np.ndarray]:
+    """The sequence branch's conv1 kernel, shape=(K, 4, F), and bias, shape=(F,), as float32 NumPy."""
+    conv = model.module().seq_map.conv1
+    return np.asarray(conv.kernel[...], np.float32), np.asarray(conv.bias[...], np.float32)
+
+
+def _reduce_over_chunks(
+    fn: Callable, seq: np.ndarray, batch_size: int, combine: Callable, progress: Callable[[int], None] | None
+):
+    """Reduces ``fn(params, seq_chunk, valid_chunk)`` over fixed-size chunks sharded on all devices.
+
+    Unlike :func:`jaxmotif.batching.map_batches` (which pads by repeating rows and keeps per-row
+    results), the results here are reductions over a chunk, so the tail is padded with zero rows
+    that ``valid`` masks out. Each chunk's result (a pytree) is fetched as float64 NumPy and merged
+    with ``combine``; the next chunk is dispatched before the previous result is fetched.
+    """
+    mesh = batch_mesh()
+    n = seq.shape[0]
+    chunk = chunk_size_for(n, batch_size, mesh.size)
+    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    total = None
+    pending = None
+
+    def merge(result, rows):
+        nonlocal total
+        part = jax.tree.map(lambda r: np.asarray(r).astype(np.float64), result)
+        total = part if total is None else jax.tree.map(combine, total, part)
+        if progress is not None:
+            progress(rows)
+
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        block = np.zeros((chunk, *seq.shape[1:]), np.float32)
+        block[: stop - start] = seq[start:stop]
+        valid = np.arange(chunk) < stop - start
+        result = fn(jax.device_put(block, sharding), jax.device_put(valid, sharding))
+        if pending is not None:
+            merge(*pending)
+        pending = (result, stop - start)
+    merge(*pending)
+    return total
+
+
+# Module-level jitted pure kernels: jax caches their compilations by shapes and static arguments,
+# so repeated calls (any model of the same conv1 shape) do not recompile.
+_max_activation = jax.jit(max_activation_kernel)
+_site_counts = jax.jit(site_counts_kernel, static_argnames=("mode", "alignment"))
+
+
+def _check_seqs(seqs, width: int) -> np.ndarray:
+    seqs = np.asarray(seqs, dtype=np.float32)
+    if seqs.ndim == 2:
+        seqs = seqs[None]
+    if seqs.ndim != 3 or seqs.shape[2] != 4:
+        raise ValueError(f"seqs shape {seqs.shape} must be (N, L, 4) (channels-last one-hot)")
+    if seqs.shape[0] == 0:
+        raise ValueError("seqs holds no sequences")
+    if seqs.shape[1] < width:
+        raise ValueError(f"sequence length {seqs.shape[1]} is shorter than the conv1 width {width}")
+    return seqs
+
+
+def conv1_pwms(
+    model,
+    seqs,
+    *,
+    threshold_factor: float = 0.9,
+    mode: str = "seed",
+    alignment: str = "filter",
+    max_over: str = "bases",
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> Conv1PWMs:
+    """Position weight matrices of the model's conv1 filters from the windows where they fire.
+
+    Parameters
+    ----------
+    model: a :class:`jaxmotif.Model` (its sequence branch's ``conv1`` is used), or a tuple
+        ``(kernel (K, 4, F), bias (F,))`` of conv1 weights with the alphabet ACGT.
+    seqs: shape=(N, L, 4) channels-last one-hot in the model's alphabet order; any L >= K (conv1
+        does not need the model's window length).
+    threshold_factor: F of the seed rule (``mode="seed"``); ignored by ``max-activation``, whose
+        factor is Basset's 0.5.
+    mode: ``"seed"`` | ``"max-activation"``, see the module docstring.
+    alignment: ``"filter"`` (the window the filter saw, default) | ``"seed"`` (the seed script's
+        window, 4 positions to the right).
+    max_over: how the seed rule's best score is taken, ``"bases"`` (default) | ``"positions"``
+        (the seed script's axis).
+    batch_size: sequences per compiled chunk.
+    progress: called with the number of sequences after each chunk (and pass, for max-activation).
+
+    Returns a :class:`Conv1PWMs`.
+    """
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"mode={mode!r} must be one of {THRESHOLD_MODES}")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment={alignment!r} must be one of {ALIGNMENTS}")
+    if max_over not in MAX_OVER:
+        raise ValueError(f"max_over={max_over!r} must be one of {MAX_OVER}")
+    if not np.isfinite(threshold_factor):
+        raise ValueError(f"threshold_factor={threshold_factor} must be finite")
+    if isinstance(model, tuple):
+        kernel, bias = (np.asarray(a, np.float32) for a in model)
+        alphabet = "ACGT"
+    else:
+        kernel, bias = conv1_weights(model)
+        alphabet = model.config.alphabet
+    if kernel.ndim != 3 or kernel.shape[1] != 4 or bias.shape != (kernel.shape[2],):
+        raise ValueError(f"conv1 kernel {kernel.shape} / bias {bias.shape} must be (K, 4, F) / (F,)")
+    seqs = _check_seqs(seqs, kernel.shape[0])
+    # Per-chunk counts are float32 sums of 0/1 terms, exact while a chunk has < 2**24 positions.
+    batch_size = max(1, min(batch_size, _EXACT_FLOAT32 // seqs.shape[1]))
+    k_dev, b_dev = jnp.asarray(kernel), jnp.asarray(bias)
+
+    if mode == "seed":
+        thresholds = np.asarray(seed_thresholds(k_dev, b_dev, float(threshold_factor), max_over), np.float32)
+    else:
+        # Basset's rule needs each filter's maximum over the whole data set first: a pass of its own.
+        maxima = _reduce_over_chunks(
+            lambda s, v: _max_activation(k_dev, b_dev, s, v), seqs, batch_size, np.maximum, progress
+        )
+        thresholds = (0.5 * maxima).astype(np.float32)
+    thr_dev = jnp.asarray(thresholds)
+    counts, sites, edge = _reduce_over_chunks(
+        lambda s, v: _site_counts(k_dev, b_dev, s, v, thr_dev, mode=mode, alignment=alignment),
+        seqs,
+        batch_size,
+        np.add,
+        progress,
+    )
+    counts = np.rint(counts).astype(np.int64)
+    sites = np.rint(sites).astype(np.int64)
+    edge = np.rint(edge).astype(np.int64)
+    return Conv1PWMs(
+        pwms=pwms_from_counts(counts, sites),
+        counts=counts,
+        sites=sites,
+        thresholds=thresholds,
+        edge_sites_excluded=edge,
+        filters_with_sites=np.flatnonzero(sites > 0).astype(np.int64),
+        alphabet=alphabet,
+    )
+
+
+def pwms_from_counts(counts: np.ndarray, sites: np.ndarray) -> np.ndarray:
+    """Counts (F, K, 4) -> probabilities per position; NaN for filters without sites.
+
+    A position where every site had an N (no base counted) gets the uniform row.
+    """
+    counts = np.asarray(counts, np.float64)
+    totals = counts.sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pwms = np.where(totals > 0, counts / totals, 0.25)
+    pwms[np.asarray(sites) == 0] = np.nan
+    return pwms
+
+
+def filter_motifs(result: Conv1PWMs, names: Sequence[str] | None = None) -> list:
+    """:class:`jaxmotif.io.meme.Motif` per filter with sites, columns reordered to A, C, G, T.
+
+    Names default to ``filter{i}`` with the 1-based filter index, as the seed's MEME files.
+    """
+    from jaxmotif.io.meme import Motif
+
+    order = [result.alphabet.index(c) for c in "ACGT"]
+    motifs = []
+    for i in result.filters_with_sites:
+        name = f"filter{i + 1}" if names is None else names[i]
+        motifs.append(Motif(name=name, pwm=result.pwms[i][:, order], nsites=int(result.sites[i])))
+    return motifs
+
+
+if __name__ == "__main__":
+    from jaxmotif.cli.filters import main
+
+    sys.exit(main())
