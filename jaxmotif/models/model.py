@@ -56,6 +56,16 @@ class Model:
     def apply(self, params, seq, dnase=None):
         return final_activation(self.apply_logits(params, seq, dnase), self.config.final_activation)
 
+    def dnase_features(self, params, dnase):
+        """DNase-branch features ``(N, F)`` of ``dnase (N, L)``; None for DNA-only models."""
+        return None if dnase is None else self.module(params).dnase_features(dnase)
+
+    def apply_with_dnase_features(self, params, seq, dns_feat, logits: bool = False):
+        """``apply`` with the DNase branch precomputed by :meth:`dnase_features` (``(N, F)`` or None)."""
+        module = self.module(params)
+        out = module.head_from_features(module.seq_features(seq), dns_feat)
+        return out if logits else final_activation(out, self.config.final_activation)
+
     # ---- conveniences -----------------------------------------------------------------------
     @property
     def output_names(self) -> tuple[str, ...]:

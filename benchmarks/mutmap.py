@@ -1,0 +1,310 @@
+"""Mutation-map throughput: jaxmotif against PyTorch ISM and the seed's loop, same weights, same device.
+
+    python -m benchmarks.mutmap [--quick] [--device cpu|gpu] [--precision fp32,bf16] [--json out.json]
+
+Model: DeepHistone as published (widths 128/256/512, hidden 925, L = 1000, both branches), random
+weights in ``convert.torch_reference.NetDeepHistone`` converted to jaxmotif. One 1000-bp window,
+all 3,000 single-base mutants. Timed, in one run on one device:
+
+- jaxmotif ``full`` (every mutant through the network, DNase branch once per window) and
+  ``fast`` (jaxmotif.ism_fast, if present), per precision;
+- PyTorch batched ISM: the 3,000 mutants in batches of 1,000, eager, and ``torch.compile`` where it
+  works ("n/a" with the reason otherwise);
+- the seed's loop, one mutant per forward pass, timed on a sample and extrapolated to 3,000.
+
+Compile time (first call minus a steady call) is reported apart from the steady state, the
+median of repeats after ``block_until_ready``. ``--quick`` uses fewer repeats and samples, skips
+torch.compile, and on CPU a narrower model (widths 16/16/16, hidden 32, as the demo model), so it
+times one of PyTorch's three batches (x3), so it finishes in about a minute on a 2-core CPU; the
+table says which model was timed and what was extrapolated.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+PUBLISHED = {"widths": (128, 256, 512), "hidden": 925, "seq_len": 1000}
+QUICK_CPU = {"widths": (16, 16, 16), "hidden": 32, "seq_len": 1000}
+TORCH_BATCH = 1000
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.mutmap",
+        description=__doc__.split("\n\n")[0],
+        epilog="example: python -m benchmarks.mutmap --device gpu --precision fp32,bf16 --json mutmap.json",
+    )
+    p.add_argument("--quick", action="store_true", help="fewer repeats; narrower model on CPU")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32, tf32, bf16 (default: fp32)")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument("--repeats", type=int, help="timed repeats (default 5, --quick 2)")
+    p.add_argument(
+        "--loop-sample", type=int, help="mutants timed for the seed's loop (default 100, --quick 20)"
+    )
+    return p.parse_args(argv)
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def build(dims, device: str, seed: int = 0):
+    import torch
+
+    from convert import convert_state_dict
+    from convert.torch_reference import NetDeepHistone, randomize_batchnorm
+    from jaxmotif.models.model import Model
+
+    torch.manual_seed(seed)
+    net = NetDeepHistone(dims["seq_len"], dims["widths"], dims["hidden"], 7, "sigmoid")
+    randomize_batchnorm(net, seed=seed)
+    net.eval()
+    sd = {k: v.numpy() for k, v in net.state_dict().items()}
+    config, params = convert_state_dict(sd, seq_len=dims["seq_len"], final_activation="sigmoid")
+    net = net.to("cuda" if device == "gpu" else "cpu")
+    return net, Model.from_params(config, params)
+
+
+def time_jaxmotif(model, seq, dnase, method, precision, repeats):
+    import jax
+
+    from jaxmotif.ism import compiled_mutation_map
+
+    kernel = compiled_mutation_map(model, score="raw", precision=precision, method=method)
+    s, d = jax.device_put(seq[None]), jax.device_put(dnase[None])
+    t0 = time.perf_counter()
+    kernel(model.params, s, d).block_until_ready()
+    first = time.perf_counter() - t0
+    steady = median_time(lambda: kernel(model.params, s, d).block_until_ready(), repeats)
+    return {"seconds_per_window": steady, "compile_seconds": max(first - steady, 0.0)}
+
+
+def torch_mutants(seq):
+    """All 3·L single-base mutants of one window, (3L, 4, L) channels-first as PyTorch takes them."""
+    length = seq.shape[0]
+    ref = seq.argmax(-1)
+    mutants = np.repeat(seq[None], 3 * length, axis=0)
+    for k in range(3):
+        rows = np.arange(length) * 3 + k
+        alt = (ref + 1 + k) % 4
+        mutants[rows, np.arange(length)] = np.eye(4, dtype=np.float32)[alt]
+    return np.ascontiguousarray(mutants.transpose(0, 2, 1))
+
+
+def torch_context(precision, device):
+    import contextlib
+
+    import torch
+
+    if device == "gpu":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.benchmark = True
+    if precision == "bf16":
+        return torch.autocast("cuda" if device == "gpu" else "cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def time_torch_batched(net, seq, dnase, precision, device, repeats, compiled=False, quick=False):
+    """PyTorch ISM of one window, mutants in batches of 1,000 (--quick: one batch timed, x3)."""
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    mutants = torch.tensor(torch_mutants(seq), device=dev)
+    if quick:
+        mutants = mutants[:TORCH_BATCH]
+    scale = 3 * seq.shape[0] / mutants.shape[0]
+    dns = torch.tensor(dnase[None, None], device=dev)
+    fn = torch.compile(net) if compiled else net
+
+    def run(batch=TORCH_BATCH):
+        with torch.no_grad(), torch_context(precision, device):
+            for i in range(0, mutants.shape[0], batch):
+                chunk = mutants[i : i + batch]
+                fn(chunk, dns.expand(chunk.shape[0], 1, -1))
+        if device == "gpu":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    if quick:
+        with torch.no_grad():
+            fn(mutants[:8], dns.expand(8, 1, -1))  # warm-up on a small batch
+        first = time.perf_counter() - t0
+        return {"seconds_per_window": median_time(run, 1) * scale, "compile_seconds": first}
+    run()
+    first = time.perf_counter() - t0
+    steady = median_time(run, repeats)
+    return {"seconds_per_window": steady, "compile_seconds": max(first - steady, 0.0)}
+
+
+def time_seed_loop(net, seq, dnase, device, sample):
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    mutants = torch.tensor(torch_mutants(seq)[:sample], device=dev)
+    dns = torch.tensor(dnase[None, None], device=dev)
+    with torch.no_grad():
+        net(mutants[:1], dns)  # warm-up
+        t0 = time.perf_counter()
+        for i in range(sample):
+            out = net(mutants[i : i + 1], dns)
+            out.cpu()  # the seed reads every prediction back
+        elapsed = time.perf_counter() - t0
+    return {"seconds_per_window": elapsed / sample * 3 * seq.shape[0], "extrapolated_from": sample}
+
+
+def agreement(model, net, seq, dnase, device) -> float:
+    """max |jaxmotif fp32 - PyTorch fp32| over the first 1,000 mutants' outputs (same weights)."""
+    import jax
+    import torch
+
+    from jaxmotif.ism import compiled_mutation_map
+
+    kernel = compiled_mutation_map(model, score="raw", precision="fp32")
+    ours = np.asarray(kernel(model.params, jax.device_put(seq[None]), jax.device_put(dnase[None])))[0]
+    dev = "cuda" if device == "gpu" else "cpu"
+    mutants = torch_mutants(seq)[:TORCH_BATCH]
+    if device == "gpu":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    with torch.no_grad():
+        x = torch.tensor(mutants, device=dev)
+        theirs = net(x, torch.tensor(dnase[None, None], device=dev).expand(x.shape[0], 1, -1)).cpu().numpy()
+    ref = seq.argmax(-1)
+    m = np.arange(mutants.shape[0])
+    pos, alt = m // 3, (ref[m // 3] + 1 + m % 3) % 4
+    return float(np.max(np.abs(ours[pos, alt] - theirs)))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+    import torch
+
+    backend = jax.default_backend()
+    if args.device == "gpu" and backend != "gpu":
+        print(f"error: --device gpu but JAX's backend is {backend!r}", file=sys.stderr)
+        return 1
+    if args.device == "gpu" and not torch.cuda.is_available():
+        print("error: --device gpu but PyTorch sees no CUDA device", file=sys.stderr)
+        return 1
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    for p in precisions:
+        if p not in ("fp32", "tf32", "bf16"):
+            print(f"error: --precision {p!r} must be fp32, tf32 or bf16", file=sys.stderr)
+            return 1
+    repeats = args.repeats or (2 if args.quick else 5)
+    sample = args.loop_sample or (10 if args.quick else 100)
+    dims = QUICK_CPU if args.quick and args.device == "cpu" else PUBLISHED
+    model_name = "published" if dims is PUBLISHED else "narrow (quick, CPU)"
+    net, model = build(dims, args.device)
+    rng = np.random.default_rng(0)
+    length = dims["seq_len"]
+    seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, length)]
+    dnase = rng.random(length).astype(np.float32)
+    mutants = 3 * length
+    try:
+        import jaxmotif.ism_fast  # noqa: F401
+
+        methods = ["full", "fast"]
+    except ImportError:
+        methods = ["full"]
+
+    rows = []
+
+    def add(impl, precision, result, note=""):
+        row = {"implementation": impl, "precision": precision, "note": note, **result}
+        if "seconds_per_window" in result:
+            row["mutants_per_second"] = mutants / result["seconds_per_window"]
+        rows.append(row)
+        shown = (
+            f"{result['seconds_per_window']:.3f} s" if "seconds_per_window" in result else result.get("error")
+        )
+        print(f"  {impl:<28} {precision:<5} {shown}", file=sys.stderr, flush=True)
+
+    print(f"model: {model_name} {dims}, device: {jax.devices()[0].device_kind}", file=sys.stderr)
+    for precision in precisions:
+        for method in methods:
+            add(f"jaxmotif {method}", precision, time_jaxmotif(model, seq, dnase, method, precision, repeats))
+        add(
+            "pytorch batched (eager)",
+            precision,
+            time_torch_batched(net, seq, dnase, precision, args.device, repeats, quick=args.quick),
+            "1 of 3 batches timed, x3" if args.quick else "",
+        )
+        if args.quick:
+            add("pytorch batched (compile)", precision, {"error": "n/a (skipped with --quick)"})
+        else:
+            try:
+                result = time_torch_batched(net, seq, dnase, precision, args.device, repeats, compiled=True)
+                add("pytorch batched (compile)", precision, result)
+            except Exception as e:  # torch.compile fails in many environments (no compiler, old GPU)
+                add("pytorch batched (compile)", precision, {"error": f"n/a ({type(e).__name__})"})
+    add(
+        "seed loop (1 mutant/forward)",
+        "fp32",
+        time_seed_loop(net, seq, dnase, args.device, sample),
+        "extrapolated",
+    )
+
+    diff = agreement(model, net, seq, dnase, args.device)
+    print(f"  max |jaxmotif - pytorch| fp32 outputs: {diff:.2e}", file=sys.stderr)
+    base = next(
+        r
+        for r in rows
+        if r["implementation"] == "pytorch batched (eager)" and r["precision"] == precisions[0]
+    )
+    print()
+    print(f"Mutation map of one {length}-bp window ({mutants:,} mutants), {model_name} DeepHistone {dims}")
+    versions = f"jax {jax.__version__}, torch {torch.__version__}"
+    print(f"device: {jax.devices()[0].device_kind} ({args.device}); {versions}")
+    print(f"max |jaxmotif - PyTorch| over 1,000 mutants' fp32 outputs: {diff:.1e}")
+    print(f"ratio = PyTorch batched eager {precisions[0]} time / this time; compile time not included\n")
+    print("| implementation | precision | s / window | mutants / s | compile s | ratio | note |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "seconds_per_window" not in r:
+            print(f"| {r['implementation']} | {r['precision']} | {r['error']} | | | | |")
+            continue
+        compile_s = f"{r['compile_seconds']:.1f}" if "compile_seconds" in r else ""
+        ratio = base["seconds_per_window"] / r["seconds_per_window"]
+        print(
+            f"| {r['implementation']} | {r['precision']} | {r['seconds_per_window']:.4g} | "
+            f"{r['mutants_per_second']:,.0f} | {compile_s} | {ratio:.2f}x | {r['note']} |"
+        )
+    if args.json:
+        report = {
+            "benchmark": "mutmap",
+            "model": {
+                "name": model_name,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in dims.items()},
+            },
+            "device": {
+                "kind": args.device,
+                "name": jax.devices()[0].device_kind,
+                "host": platform.processor(),
+            },
+            "versions": {"jax": jax.__version__, "torch": torch.__version__},
+            "repeats": repeats,
+            "max_abs_diff_vs_pytorch_fp32": diff,
+            "rows": rows,
+        }
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
