@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32,tf32,bf16")
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     p.add_argument("--batch", type=int, default=None, help="sequences per forward/saliency call")
+    p.add_argument("--skip-torch-compile", action="store_true", help="leave out the torch.compile ISM line")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
 
@@ -50,15 +51,26 @@ def main(argv=None) -> int:
         if "forward" in tasks:
             from benchmarks.core import bench_forward
 
-            results += bench_forward(net, model, seq, dnase, precision=precision, device=device, repeats=repeats)
+            results += bench_forward(
+                net, model, seq, dnase, precision=precision, device=device, repeats=repeats
+            )
         if "saliency" in tasks:
             from benchmarks.core import bench_saliency
 
-            results += bench_saliency(net, model, seq, dnase, precision=precision, device=device, repeats=repeats)
+            results += bench_saliency(
+                net, model, seq, dnase, precision=precision, device=device, repeats=repeats
+            )
         if "mutmap" in tasks:
             from benchmarks.mutmap import bench_mutmap
 
-            results += bench_mutmap(net, model, precision=precision, device=device, quick=args.quick)
+            results += bench_mutmap(
+                net,
+                model,
+                precision=precision,
+                device=device,
+                quick=args.quick,
+                torch_compile=not args.skip_torch_compile,
+            )
         if "classopt" in tasks:
             from benchmarks.classopt import bench_classopt
 

@@ -180,22 +180,29 @@ def better_is_lower(unit: str) -> bool:
     return not unit.endswith("/s")
 
 
+def is_baseline(r: "Result") -> bool:
+    return not r.impl.startswith("jaxmotif")
+
+
 def print_table(results: list[Result]) -> str:
-    """One table; the ratio column compares each row with the first jaxmotif row of its task and precision."""
+    """One table. ``vs baseline`` = how many times faster than the first non-jaxmotif row (the
+    PyTorch baseline) of the same task and precision; below 1 means slower."""
     lines = [
-        f"{'task':<34} {'impl':<30} {'prec':<5} {'value':>12} {'unit':<10} {'batch':>6} "
-        f"{'compile s':>9} {'TFLOP/s':>8} {'jaxmotif x':>10}  note"
+        f"{'task':<40} {'impl':<34} {'prec':<5} {'value':>11} {'unit':<6} {'batch':>6} "
+        f"{'compile s':>9} {'TFLOP/s':>8} {'vs baseline':>11}  note"
     ]
     for r in results:
-        ref = next((o for o in results if o.task == r.task and o.precision == r.precision and o.impl.startswith("jaxmotif")), None)
+        base = next(
+            (o for o in results if o.task == r.task and o.precision == r.precision and is_baseline(o)), None
+        )
         ratio = ""
-        if ref is not None and r is not ref and r.value > 0 and ref.value > 0:
-            speedup = r.value / ref.value if better_is_lower(r.unit) else ref.value / r.value
-            ratio = f"{speedup:.1f}"
+        if base is not None and r is not base and r.value > 0 and base.value > 0:
+            speedup = base.value / r.value if better_is_lower(r.unit) else r.value / base.value
+            ratio = f"{speedup:.3g}x"
         tf = f"{r.tflops:.2f}" if r.tflops is not None else ""
         lines.append(
-            f"{r.task:<34} {r.impl:<30} {r.precision:<5} {r.value:>12.4g} {r.unit:<10} {r.batch:>6} "
-            f"{r.compile_s:>9.2f} {tf:>8} {ratio:>10}  {r.note}"
+            f"{r.task:<40} {r.impl:<34} {r.precision:<5} {r.value:>11.4g} {r.unit:<6} {r.batch:>6} "
+            f"{r.compile_s:>9.2f} {tf:>8} {ratio:>11}  {r.note}"
         )
     text = "\n".join(lines)
     print(text)

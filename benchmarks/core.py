@@ -34,7 +34,16 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
     s, d = jax.device_put(seq), None if dnase is None else jax.device_put(dnase)
     t = time_call(lambda: fn(model.params, s, d), repeats=repeats, sync=jax_sync)
     results = [
-        Result("forward", "jaxmotif", precision, n / t.median_s, "seq/s", n, t.compile_s, flops / t.median_s / 1e12)
+        Result(
+            "forward",
+            "jaxmotif",
+            precision,
+            n / t.median_s,
+            "seq/s",
+            n,
+            t.compile_s,
+            flops / t.median_s / 1e12,
+        )
     ]
     net = net.to(torch_device(device))
     x, dt = _torch_inputs(seq, dnase, device)
@@ -44,8 +53,20 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
             return net(x, dt) if dt is not None else net(x)
 
     t = time_call(torch_forward, repeats=repeats, sync=torch_sync_result)
+    if precision == "fp32":  # the two frameworks must agree before their speeds mean anything
+        ours, theirs = np.asarray(fn(model.params, s, d)), torch_forward().float().cpu().numpy()
+        results[0].note = f"max |jaxmotif - pytorch| = {np.max(np.abs(ours - theirs)):.1e}"
     results.append(
-        Result("forward", "pytorch eager", precision, n / t.median_s, "seq/s", n, t.compile_s, flops / t.median_s / 1e12)
+        Result(
+            "forward",
+            "pytorch eager",
+            precision,
+            n / t.median_s,
+            "seq/s",
+            n,
+            t.compile_s,
+            flops / t.median_s / 1e12,
+        )
     )
     return results
 
@@ -60,12 +81,28 @@ def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> lis
     x, dt = _torch_inputs(seq, dnase, device)
     net = net.to(torch_device(device))
     results = []
-    for label, targets in (("saliency, 1 target", (0,)), (f"saliency, all {len(targets_all)} targets", targets_all)):
+    for label, targets in (
+        ("saliency, 1 target", (0,)),
+        (f"saliency, all {len(targets_all)} targets", targets_all),
+    ):
         # forward + backward per target ~ 3 forward passes of work each (backward ~ 2x forward)
         flops = forward_flops(model.config) * n * (1 + 2 * len(targets))
-        kernel = jax.jit(lambda p, a, b, targets=targets: saliency_kernel(apply_fn, p, a, b, targets, "gradient"))
+        kernel = jax.jit(
+            lambda p, a, b, targets=targets: saliency_kernel(apply_fn, p, a, b, targets, "gradient")
+        )
         t = time_call(lambda kernel=kernel: kernel(model.params, s, d), repeats=repeats, sync=jax_sync)
-        results.append(Result(label, "jaxmotif", precision, n / t.median_s, "seq/s", n, t.compile_s, flops / t.median_s / 1e12))
+        results.append(
+            Result(
+                label,
+                "jaxmotif",
+                precision,
+                n / t.median_s,
+                "seq/s",
+                n,
+                t.compile_s,
+                flops / t.median_s / 1e12,
+            )
+        )
 
         def torch_saliency(targets=targets):
             xg = x.detach().clone().requires_grad_(True)
@@ -79,6 +116,15 @@ def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> lis
 
         t = time_call(torch_saliency, repeats=repeats, sync=torch_sync_result)
         results.append(
-            Result(label, "pytorch autograd", precision, n / t.median_s, "seq/s", n, t.compile_s, flops / t.median_s / 1e12)
+            Result(
+                label,
+                "pytorch autograd",
+                precision,
+                n / t.median_s,
+                "seq/s",
+                n,
+                t.compile_s,
+                flops / t.median_s / 1e12,
+            )
         )
     return results

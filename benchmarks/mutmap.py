@@ -308,3 +308,100 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def bench_mutmap(net, model, *, precision, device, quick, torch_compile=True):
+    """Rows for ``python -m benchmarks``: the same timings as this script's table, as Result rows.
+
+    ``net``/``model`` are the published pair; on CPU with ``quick`` a narrow pair is built instead
+    (a full-size window takes minutes there), and the rows say so.
+    """
+    from benchmarks.common import Result
+    from jaxmotif.ism_fast import flops_per_window
+
+    if quick and device == "cpu":
+        net, model = build(QUICK_CPU, device)
+        label = "mutation map (narrow model), 1 window"
+    else:
+        net = net.to("cuda" if device == "gpu" else "cpu")
+        label = "mutation map, 1 window"
+    rng = np.random.default_rng(0)
+    length = model.config.seq_len
+    seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, length)]
+    dnase = rng.random(length).astype(np.float32)
+    repeats = 2 if quick else 5
+    results = []
+    for method in ("full", "fast"):
+        r = time_jaxmotif(model, seq, dnase, method, precision, repeats)
+        tflops = flops_per_window(model.config, method) / r["seconds_per_window"] / 1e12
+        results.append(
+            Result(
+                label,
+                f"jaxmotif {method}",
+                precision,
+                r["seconds_per_window"],
+                "s",
+                1,
+                r["compile_seconds"],
+                tflops,
+            )
+        )
+    full_flops = flops_per_window(model.config, "full")
+    r = time_torch_batched(net, seq, dnase, precision, device, repeats, quick=quick)
+    results.append(
+        Result(
+            label,
+            "pytorch batched ISM (eager)",
+            precision,
+            r["seconds_per_window"],
+            "s",
+            TORCH_BATCH,
+            r["compile_seconds"],
+            full_flops / r["seconds_per_window"] / 1e12,
+            "1 of 3 batches timed, x3" if quick else "",
+        )
+    )
+    if not quick and torch_compile:
+        try:
+            r = time_torch_batched(net, seq, dnase, precision, device, repeats, compiled=True)
+            results.append(
+                Result(
+                    label,
+                    "pytorch batched ISM (compile)",
+                    precision,
+                    r["seconds_per_window"],
+                    "s",
+                    TORCH_BATCH,
+                    r["compile_seconds"],
+                    full_flops / r["seconds_per_window"] / 1e12,
+                )
+            )
+        except Exception as e:  # torch.compile fails in many environments (no compiler, old GPU)
+            results.append(
+                Result(
+                    label,
+                    "pytorch batched ISM (compile)",
+                    precision,
+                    0.0,
+                    "s",
+                    TORCH_BATCH,
+                    0.0,
+                    note=f"n/a ({type(e).__name__})",
+                )
+            )
+    if precision == "fp32":
+        sample = 10 if quick else 100
+        r = time_seed_loop(net, seq, dnase, device, sample)
+        results.append(
+            Result(
+                label,
+                "seed loop (1 mutant/forward)",
+                "fp32",
+                r["seconds_per_window"],
+                "s",
+                1,
+                0.0,
+                note=f"extrapolated from {sample} mutants",
+            )
+        )
+    return results
