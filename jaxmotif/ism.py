@@ -168,12 +168,7 @@ def mutation_map_kernel(apply_fn, params, seq, dnase, *, score: str, targets: Se
 
 
 def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int]):
-    try:
-        from jaxmotif.ism_fast import mutant_predictions_fast
-    except ImportError:
-        raise ValueError(
-            "method='fast' is not available in this version (jaxmotif.ism_fast is missing)"
-        ) from None
+    from jaxmotif.ism_fast import mutant_predictions_fast
 
     def one(s, d):
         preds = mutant_predictions_fast(model, params, s, d)
@@ -181,6 +176,11 @@ def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int
         return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
 
     return jax.vmap(one)(seq, dnase) if dnase is not None else jax.vmap(lambda s: one(s, None))(seq)
+
+
+def default_method(model) -> str:
+    """``fast`` where jaxmotif.ism_fast knows the architecture (DeepHistone), else ``full``."""
+    return "fast" if getattr(model.config, "model_type", None) == "deephistone" else "full"
 
 
 def resolve_target_list(model, targets) -> tuple[int, ...]:
@@ -239,7 +239,7 @@ def mutation_map(
     score: str = "delta",
     targets=None,
     precision: str | None = None,
-    method: str = "full",
+    method: str | None = None,
     *,
     batch_size: int | None = None,
     mutant_chunk: int | None = None,
@@ -256,7 +256,8 @@ def mutation_map(
     score: ``raw`` p(ŝ) | ``delta`` p(ŝ) − p(s) | ``deepbind`` (p(ŝ) − p(s))·max(0, p(s), p(ŝ)).
     targets: None (every output), an output index or name, or a list of them.
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
-    method: ``full`` (every mutant through the whole network) | ``fast`` (jaxmotif.ism_fast).
+    method: ``fast`` (jaxmotif.ism_fast: recompute only what each substitution reaches; exact, the
+        default for DeepHistone models) | ``full`` (every mutant through the whole network).
     batch_size: windows per compiled step, sharded over all local devices (default: one window
         per device).
     mutant_chunk: bound on the mutants evaluated at once per window (default 512); memory grows
@@ -268,6 +269,8 @@ def mutation_map(
     are NaN.
     """
     seq, dnase = model.check_inputs(seq, dnase)
+    if method is None:
+        method = default_method(model)
     kernel = compiled_mutation_map(
         model, score=score, targets=targets, precision=precision, method=method, mutant_chunk=mutant_chunk
     )

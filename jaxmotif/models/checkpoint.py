@@ -47,6 +47,9 @@ def write_checkpoint(out_dir: str | os.PathLike, config: DeepHistoneConfig, para
         raise CheckpointError(f"{out_dir} exists and is not empty; choose another folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes the folder private; the checkpoint should not be
     try:
         ocp = _orbax()
         arrays = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
