@@ -18,7 +18,12 @@ import numpy as np
 from jaxmotif.batching import map_batches
 from jaxmotif.precision import with_precision
 
-SALIENCY_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
+GRADIENT_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
+SALIENCY_METHODS = GRADIENT_METHODS  # the plain-gradient methods of saliency_kernel
+# Methods implemented in jaxmotif.projections / jaxmotif.integrated, dispatched by saliency().
+RULE_METHODS = ("deconvnet", "guided_backprop", "inverse_activation")
+AVERAGED_METHODS = ("integrated_gradients", "smoothgrad")
+ATTRIBUTION_METHODS = GRADIENT_METHODS + RULE_METHODS + AVERAGED_METHODS  # every method of saliency()
 
 
 def saliency_kernel(apply_fn: Callable, params, seq, dnase, targets: Sequence[int], method: str):
@@ -30,12 +35,12 @@ def saliency_kernel(apply_fn: Callable, params, seq, dnase, targets: Sequence[in
     seq: shape=(N, L, 4) one-hot (or any real-valued input).
     dnase: shape=(N, L) or None; held fixed (no gradient is taken with respect to it).
     targets: output indices, static.
-    method: one of SALIENCY_METHODS.
+    method: one of GRADIENT_METHODS.
 
     Returns shape=(N, len(targets), L, 4).
     """
-    if method not in SALIENCY_METHODS:
-        raise ValueError(f"method={method!r} must be one of {SALIENCY_METHODS}")
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"method={method!r} must be one of {GRADIENT_METHODS}")
     out, vjp = jax.vjp(lambda x: apply_fn(params, x, dnase), seq)
     # Samples are independent in eval mode, so the VJP of a one-hot cotangent column is the
     # per-sample gradient of that output; vmapping the VJP shares the forward pass.
@@ -68,6 +73,8 @@ def saliency(
     logits: bool = False,
     batch_size: int = 64,
     precision: str | None = None,
+    key: jax.Array | None = None,
+    **options,
 ) -> np.ndarray:
     """Saliency maps of ``model`` for one-hot sequences.
 
@@ -78,15 +85,28 @@ def saliency(
     dnase: shape=(N, L), required by two-branch models.
     target: an output index or name (result (N, L, 4)); a list of them, or None for every output
         (result (N, T, L, 4)), all computed in one compiled call per chunk.
-    method: ``gradient`` | ``grad_x_input`` | ``abs_grad_x_input``.
+    method: ``gradient`` | ``grad_x_input`` | ``abs_grad_x_input``; ``deconvnet`` |
+        ``guided_backprop`` (ReLU backward rules, :mod:`jaxmotif.projections`);
+        ``inverse_activation`` (Denas & Taylor; option ``value``); ``integrated_gradients``
+        (options ``steps``, ``baseline``, ``num_baselines``, ``rule``, ``step_batch``; ``key`` for
+        shuffled baselines) | ``smoothgrad`` (options ``samples``, ``sigma``, ``sample_batch``;
+        ``key`` required), :mod:`jaxmotif.integrated`.
     logits: differentiate the output before the final activation instead of after it.
     batch_size: sequences per compiled chunk (memory grows with batch_size x targets).
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
+    key: a ``jax.random`` key, for the methods that draw random numbers.
+    options: keyword options of the method (see ``method``).
     """
-    if method not in SALIENCY_METHODS:
-        raise ValueError(f"method={method!r} must be one of {SALIENCY_METHODS}")
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"method={method!r} must be one of {ATTRIBUTION_METHODS}")
+    if method not in GRADIENT_METHODS:
+        return _other_method(model, seq, dnase, target, method, logits, batch_size, precision, key, options)
+    if options or key is not None:
+        given = sorted(options) + (["key"] if key is not None else [])
+        raise ValueError(f"method={method!r} takes no options {given}")
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
+
     def make():
         apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
         return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, targets, method))
@@ -95,3 +115,33 @@ def saliency(
     params = model.params
     result = map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=batch_size)
     return result[:, 0] if squeeze else result
+
+
+def _other_method(model, seq, dnase, target, method, logits, batch_size, precision, key, options):
+    """saliency() for the methods of jaxmotif.projections and jaxmotif.integrated (imported here:
+    they import this module)."""
+    from jaxmotif import integrated, projections
+
+    common = {"batch_size": batch_size, "precision": precision}
+    allowed = {
+        "deconvnet": (),
+        "guided_backprop": (),
+        "inverse_activation": ("value",),
+        "integrated_gradients": ("steps", "baseline", "num_baselines", "rule", "step_batch"),
+        "smoothgrad": ("samples", "sigma", "sample_batch"),
+    }[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"method={method!r} takes no options {unknown}; its options: {list(allowed)}")
+    if key is not None and method not in AVERAGED_METHODS:
+        raise ValueError(f"method={method!r} draws no random numbers; drop key")
+    if method in ("deconvnet", "guided_backprop"):
+        return projections.rule_saliency(model, seq, dnase, target, method=method, logits=logits, **common)
+    if method == "inverse_activation":
+        if logits:
+            raise ValueError("inverse_activation starts below the output activation already; drop logits")
+        targets, squeeze = resolve_targets(model, target)
+        maps = [projections.inverse_activation(model, seq, dnase, t, **common, **options) for t in targets]
+        return maps[0] if squeeze else np.stack(maps, axis=1)
+    fn = integrated.integrated_gradients if method == "integrated_gradients" else integrated.smoothgrad
+    return fn(model, seq, dnase, target, key=key, logits=logits, **common, **options)

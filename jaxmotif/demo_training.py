@@ -11,11 +11,10 @@ model can see:
    background) reaches the median score of sampled sites, so planted sites are typical-to-strong,
    never near-misses.
 3. Chance matches are scrubbed first: every background window scoring (either strand) within
-   3 bits of that threshold is redrawn until none is left. Without this a 1000-bp window holds
-   0.2-2 chance sites as strong as a planted one (AP-1's TGASTCA is short and common), and the
-   labels of "motif absent" windows would be noisy. Planting happens after the scrub, so the
-   junctions of planted sites can still form a match; one as strong as a planted site is left in
-   about 2% of windows without AP-1 and under 0.3% for the other motifs (seed 12345, 1000 windows).
+   3 bits of that threshold is redrawn until none is left, so the labels of "motif absent"
+   windows are not noisy (a short motif such as AP-1's TGASTCA, planted in an earlier version,
+   had 0.2-2 chance sites per 1000 bp as strong as a planted one). Planting happens after the
+   scrub, so the junctions of planted sites can still form a match, rarely.
 4. Half of the windows are open: their DNase track has smooth bumps (Gaussian, sd 40-100 bp,
    height 2-4) over every planted site (or one random bump if none was planted), with per-base
    multiplicative noise; every window has a gamma(1, 0.15) background.
@@ -24,9 +23,14 @@ model can see:
 Training runs a training-mode forward (BatchNorm normalizes by batch statistics, built from the
 functional pieces of :mod:`jaxmotif.models.deephistone`); afterwards the running statistics are set
 to the population statistics of 2000 training windows, so the shipped model is an ordinary eval-mode
-jaxmotif checkpoint. Loss: binary cross-entropy on the sigmoid outputs (from the logits);
-optimizer: Adam with cosine decay. Dropout is left out. Everything is seeded, and the run is
-deterministic on a given machine and JAX version.
+jaxmotif checkpoint. Loss: binary cross-entropy on the sigmoid outputs (from the logits), plus
+the same cross-entropy of a training-only DeepBind-style head on conv1 (ReLU(conv1) -> max over
+positions -> linear; :func:`_aux_logits`), which is then dropped. DeepHistone's conv1 is followed
+by BatchNorm, ReLU and another 9-wide convolution, so a plain training run spreads each motif over
+several conv1 filters and no filter's PWM matched a planted motif in TomTom; the extra head makes
+each filter a whole-motif detector (the seed's method 7 reads motifs off conv1, so the demo model
+should have them there). Optimizer: Adam with cosine decay. Dropout is left out. Everything is
+seeded, and the run is deterministic on a given machine and JAX version.
 """
 
 import argparse
@@ -321,6 +325,42 @@ class TrainSettings(NamedTuple):
     learning_rate: float = 5e-3
     n_train: int = 10_000
     n_valid: int = 1_000
+    aux_weight: float = 1.0
+
+
+def _aux_init(config, key):
+    """Parameters of the training-only motif head: conv1 filters (F) -> outputs (T)."""
+    import jax
+    import jax.numpy as jnp
+
+    n_filters = config.widths[0]
+    scale = 1.0 / np.sqrt(n_filters)
+    return {
+        "kernel": scale * jax.random.normal(key, (n_filters, config.num_outputs), jnp.float32),
+        "bias": jnp.zeros((config.num_outputs,), jnp.float32),
+    }
+
+
+def _aux_logits(params: dict, aux: dict, seq):
+    """DeepBind-style head on the shipped model's own conv1: ReLU(conv1) -> max over positions -> linear.
+
+    Only used as an extra training loss (the head is dropped afterwards). The max over positions of
+    a single filter's rectified score can only flag a motif if that one 9-wide filter matches it,
+    so this loss makes each conv1 filter a motif detector on its own. Without it the network is
+    free to spread a motif over the BatchNorm-ReLU'd outputs of all conv1 filters (they are
+    followed by another 9-wide convolution), and the trained filters matched none of the planted
+    motifs in TomTom.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmotif.models.deephistone import conv1d
+
+    q = params["seq_map"]["conv1"]
+    # Only windows wholly inside the sequence, as the filters' PWMs are counted.
+    act = jax.nn.relu(conv1d(seq, q["kernel"], q["bias"], ((0, 0),)))  # (N, L - w + 1, F)
+    pooled = jnp.max(act, axis=1)  # (N, F)
+    return pooled @ aux["kernel"] + aux["bias"][None, :]
 
 
 def _train_forward(params: dict, seq, dnase):
@@ -412,6 +452,7 @@ def train(
     batch_size: int,
     learning_rate: float,
     seed: int,
+    aux_weight: float = 0.0,
     log_every: int = 100,
     log=print,
 ):
@@ -420,6 +461,9 @@ def train(
     BatchNorm normalizes by batch statistics during training (as PyTorch's train mode); the
     running statistics of the returned model are then set by :func:`recalibrate`. Batches are
     drawn by a NumPy Generator seeded with ``seed + 1``, initial weights from ``jax.random.key(seed)``.
+    With ``aux_weight > 0`` the loss adds ``aux_weight`` times the cross-entropy of a training-only
+    head on conv1 (:func:`_aux_logits`), which makes each conv1 filter a motif detector; the head is
+    not part of the returned model.
     """
     import jax
     import jax.numpy as jnp
@@ -433,13 +477,18 @@ def train(
         raise ValueError(f"the demo trains two-branch models, not variant={config.variant!r}")
     module = init_deephistone(config, key=jax.random.key(seed))
     params = jax.tree.map(jnp.asarray, nnx.to_pure_dict(nnx.state(module)))
+    trained = {"model": params, "aux": _aux_init(config, jax.random.fold_in(jax.random.key(seed), 1))}
     schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05)
     optimizer = optax.adam(schedule)
-    opt_state = optimizer.init(params)
+    opt_state = optimizer.init(trained)
 
-    def loss_fn(p, seq, dnase, y):
-        logits, _ = _train_forward(p, seq, dnase)
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+    def loss_fn(t, seq, dnase, y):
+        logits, _ = _train_forward(t["model"], seq, dnase)
+        loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+        if aux_weight:
+            aux = _aux_logits(t["model"], t["aux"], seq)
+            loss = loss + aux_weight * jnp.mean(optax.sigmoid_binary_cross_entropy(aux, y))
+        return loss
 
     @jax.jit
     def step(p, o, seq, dnase, y):
@@ -456,15 +505,15 @@ def train(
     t0 = time.perf_counter()
     for i in range(steps):
         rows = rng.choice(n, size=batch_size, replace=False)
-        params, opt_state, loss = step(
-            params, opt_state, eye[data.idx[rows]], data.dnase[rows], data.labels[rows]
+        trained, opt_state, loss = step(
+            trained, opt_state, eye[data.idx[rows]], data.dnase[rows], data.labels[rows]
         )
         running.append(loss)
         if log is not None and ((i + 1) % log_every == 0 or i + 1 == steps):
             mean = float(np.mean(jax.device_get(running)))
             running = []
             log(f"step {i + 1}/{steps}  loss {mean:.4f}  {time.perf_counter() - t0:.0f} s")
-    params = recalibrate(jax.device_get(params), data)
+    params = recalibrate(jax.device_get(trained["model"]), data)
     return Model.from_params(config, params)
 
 
@@ -543,6 +592,7 @@ def build(out_dir: Path, settings: TrainSettings, *, log=print, motifs=None) -> 
         batch_size=settings.batch_size,
         learning_rate=settings.learning_rate,
         seed=SEEDS["init"],
+        aux_weight=settings.aux_weight,
         log=log,
         log_every=max(1, settings.steps // 20),
     )
@@ -568,6 +618,8 @@ def build(out_dir: Path, settings: TrainSettings, *, log=print, motifs=None) -> 
             "optimizer": "adam, cosine decay to 5%",
             "loss": "binary cross-entropy on sigmoid outputs",
             "batchnorm": "batch statistics in training; running stats from 2000 training windows",
+            "aux_head": "DeepBind-style head on conv1 (relu, max over positions, linear), loss weight "
+            "aux_weight, dropped after training",
             "seconds": round(train_s, 1),
             "device": "2-core CPU" if os.cpu_count() == 2 else f"{os.cpu_count()}-core CPU",
         },

@@ -25,7 +25,11 @@ from jaxmotif.demo import (
 EPILOG = """\
 example:
   python -m jaxmotif.demo --out demo_out
-  python -m jaxmotif.demo --out demo_out --steps saliency
+  python -m jaxmotif.demo --out demo_out --steps metrics filters
+
+steps: metrics (held-out AUROC), saliency (gradient x input logos), mutmap (Zarr store, bigWig
+summaries, DeepBind plot of a planted site), filters (conv1 PWMs, MEME, TomTom, logos), optimize
+(class optimization of H3K4me1 and H3K36me3, 4 restarts x 300 steps, TomTom, logos).
 """
 
 SALIENCY_SEQUENCES = 3  # demo sequences shown in the saliency step
@@ -105,10 +109,148 @@ def step_saliency(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     return [npz, png]
 
 
+def _run_cli(main_fn, argv: list[str], what: str) -> None:
+    """Run another jaxmotif CLI's ``main``; a non-zero exit is a bug of the demo, so raise."""
+    code = main_fn(argv)
+    if code != 0:
+        raise RuntimeError(f"the {what} step failed (exit code {code}): {' '.join(argv)}")
+
+
+def _planted_site(paths: DemoPaths, motif_name: str) -> tuple[str, int, int]:
+    """(chrom, start, end) of a planted ``motif_name`` site, one inside a demo region if there is one.
+
+    The DeepBind plot computes its own window's mutation map, so a site outside the scanned
+    regions is fine too.
+    """
+    from jaxmotif.io.bed import read_bed
+
+    regions = read_bed(paths.regions)
+    sites = [s for s in read_bed(paths.planted_sites) if s.name == motif_name]
+    if not sites:
+        raise ValueError(f"no planted {motif_name} site in {paths.planted_sites}")
+    inside = [
+        s for s in sites if any(r.chrom == s.chrom and r.start <= s.start and s.end <= r.end for r in regions)
+    ]
+    site = (inside or sites)[0]
+    return site.chrom, site.start, site.end
+
+
+def step_mutmap(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
+    """Mutation maps of the demo regions (Zarr store + bigWig summaries) and the DeepBind plot of a site."""
+    import shutil
+
+    from jaxmotif.cli.mutmap import main as mutmap_main
+    from jaxmotif.demo import writable_genome
+
+    target = next(iter(DEMO_SINGLE_MOTIF_OUTPUTS))
+    motif_name = dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
+    genome = writable_genome(out_dir / "genome")
+    store = out_dir / "mutmap.zarr"
+    # A store from an earlier demo run would need --resume; the demo always starts afresh.
+    if store.exists():
+        shutil.rmtree(store)
+    common = ["--checkpoint", str(paths.model), "--fasta", str(genome), "--dnase", str(paths.dnase)]
+    _run_cli(
+        mutmap_main,
+        [
+            *common,
+            "--regions",
+            str(paths.regions),
+            "--out",
+            str(store),
+            "--bigwig",
+            str(out_dir / "mutmap."),
+            "--chunk-len",
+            "4096",
+            "--quiet",
+        ],
+        "mutmap",
+    )
+    chrom, start, end = _planted_site(paths, motif_name)
+    middle = (start + end) // 2
+    view = f"{chrom}:{max(middle - 25, 0)}-{middle + 25}"
+    png = out_dir / "mutmap_site.png"
+    _run_cli(mutmap_main, [*common, "--plot", view, "--targets", target, "--out", str(png)], "mutmap plot")
+    print(f"  {target}: DeepBind mutation map of the planted {motif_name} site {chrom}:{start}-{end}")
+    bigwigs = sorted(out_dir.glob("mutmap.*.bw"))
+    return [store, *bigwigs, png]
+
+
+def _print_matches(tsv: Path, expected: dict[str, str], top: int) -> None:
+    """For each query of ``expected`` (query -> JASPAR ID) print where the ID ranks in ``tsv``."""
+    import csv
+
+    with open(tsv, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    for query, target_id in expected.items():
+        hits = [r for r in rows if r["filter"] == query and r["target_id"] == target_id]
+        where = (
+            f"rank {hits[0]['rank']} (p={float(hits[0]['p_value']):.2g})" if hits else f"not in the top {top}"
+        )
+        print(f"  {query}: {target_id} {dict(DEMO_MOTIFS)[target_id]} {where}")
+
+
+def step_filters(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
+    """conv1 filters -> PWMs (seed rule, F = 0.9) -> MEME -> TomTom against JASPAR 2024 vertebrates."""
+    import csv
+
+    from jaxmotif.cli.filters import main as filters_main
+
+    folder = out_dir / "filters"
+    _run_cli(filters_main, ["--out", str(folder)], "filters")
+    with open(folder / "tomtom.tsv", newline="") as fh:
+        best = {}
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["target_id"] in dict(DEMO_MOTIFS) and row["rank"] == "1":
+                best.setdefault(row["target_id"], (row["filter"], float(row["p_value"])))
+    for motif_id, name in DEMO_MOTIFS:
+        found = best.get(motif_id)
+        where = f"rank-1 match of {found[0]} (p={found[1]:.2g})" if found else "no filter's rank-1 match"
+        print(f"  planted {name} ({motif_id}): {where}")
+    return [folder / name for name in ("filters.meme", "filters.npz", "tomtom.tsv", "logos.png")]
+
+
+#: Class optimization in the demo: few restarts and steps so it takes about a minute on a CPU
+#: (the CLI's defaults, DeepMotif's 32 restarts x 1000 steps, give the same motifs more slowly).
+OPTIMIZE_RESTARTS = 4
+OPTIMIZE_STEPS = 300
+
+
+def step_optimize(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
+    """Class optimization of the two single-motif outputs -> PWMs -> MEME -> TomTom top-3."""
+    from jaxmotif.cli.filters import TOP_MATCHES
+    from jaxmotif.cli.optimize import main as optimize_main
+
+    folder = out_dir / "optimize"
+    targets = list(DEMO_SINGLE_MOTIF_OUTPUTS)
+    _run_cli(
+        optimize_main,
+        [
+            "--out",
+            str(folder),
+            "--targets",
+            *targets,
+            "--restarts",
+            str(OPTIMIZE_RESTARTS),
+            "--steps",
+            str(OPTIMIZE_STEPS),
+            "--seed",
+            "0",
+        ],
+        "optimize",
+    )
+    print("  where each output's driving motif ranks among the TomTom matches of its optimized input:")
+    _print_matches(folder / "tomtom.tsv", DEMO_SINGLE_MOTIF_OUTPUTS, TOP_MATCHES)
+    return [folder / name for name in ("optimized.npz", "optimized.meme", "tomtom.tsv", "logos.png")]
+
+
 #: The demo's steps in order: name -> step function.
 STEPS: dict[str, Callable[[Path, object, DemoPaths], list[Path]]] = {
     "metrics": step_metrics,
     "saliency": step_saliency,
+    "mutmap": step_mutmap,
+    "filters": step_filters,
+    "optimize": step_optimize,
 }
 
 

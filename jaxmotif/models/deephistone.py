@@ -31,6 +31,14 @@ KERNEL_WIDTH = 9
 DENSE_LAYERS = 3
 POOL = 4
 BN_EPS = 1e-5
+# Names of a branch's maps (projection targets), after the module names; see Branch.layer_outputs.
+BRANCH_LAYERS = (
+    ("conv1",)
+    + tuple(f"block1.{i}" for i in range(DENSE_LAYERS))
+    + ("trans1",)
+    + tuple(f"block2.{i}" for i in range(DENSE_LAYERS))
+    + ("trans2",)
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +132,13 @@ def batchnorm(x, mean, var, scale, bias):
 
 
 def maxpool(x):
-    """Max-pool by 4 along positions, floor mode (PyTorch's default: a ragged tail is dropped)."""
-    n, w, c = x.shape
-    w_out = w // POOL
-    return jnp.max(x[:, : w_out * POOL].reshape(n, w_out, POOL, c), axis=2)
+    """Max-pool by 4 along positions, floor mode (PyTorch's default: a ragged tail is dropped).
+
+    ``reduce_window`` rather than ``jnp.max`` over a reshape: its gradient routes the whole signal
+    to one switch (the first maximum of a window, as PyTorch's MaxPool and Zeiler & Fergus's
+    unpooling), where ``jnp.max`` would split it among tied maxima (runs of N give exact ties).
+    """
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, POOL, 1), (1, POOL, 1), "VALID")
 
 
 def final_activation(logits, kind: str):
@@ -177,18 +188,24 @@ class DenseLayer(nnx.Module):
         self.norm = BatchNorm(cin)
         self.conv = Conv(cin, growth, KERNEL_WIDTH, rngs=rngs)
 
-    def __call__(self, x):
-        return self.conv(jax.nn.relu(self.norm(x)))
+    def __call__(self, x, *, relu=jax.nn.relu):
+        return self.conv(relu(self.norm(x)))
 
 
 class DenseBlock(nnx.Module):
     def __init__(self, cin: int, growth: int, *, rngs: nnx.Rngs):
         self.layers = nnx.List([DenseLayer(cin + i * growth, growth, rngs=rngs) for i in range(DENSE_LAYERS)])
 
-    def __call__(self, x):
+    def outputs(self, x, *, relu=jax.nn.relu):
+        """(concatenated map, [each layer's new channels]): the layers' own maps are projection targets."""
+        new = []
         for layer in self.layers:
-            x = jnp.concatenate([x, layer(x)], axis=-1)
-        return x
+            new.append(layer(x, relu=relu))
+            x = jnp.concatenate([x, new[-1]], axis=-1)
+        return x, new
+
+    def __call__(self, x, *, relu=jax.nn.relu):
+        return self.outputs(x, relu=relu)[0]
 
 
 class Transition(nnx.Module):
@@ -198,8 +215,8 @@ class Transition(nnx.Module):
         self.norm = BatchNorm(cin)
         self.conv = Conv(cin, cout, 1, rngs=rngs)
 
-    def __call__(self, x):
-        return maxpool(self.conv(jax.nn.relu(self.norm(x))))
+    def __call__(self, x, *, relu=jax.nn.relu):
+        return maxpool(self.conv(relu(self.norm(x))))
 
 
 class Branch(nnx.Module):
@@ -213,12 +230,23 @@ class Branch(nnx.Module):
         self.block2 = DenseBlock(w2, w2, rngs=rngs)
         self.trans2 = Transition(w2 * (DENSE_LAYERS + 1), w3, rngs=rngs)
 
-    def __call__(self, x):
-        x = self.conv1(x)
-        x = self.block1(x)
-        x = self.trans1(x)
-        x = self.block2(x)
-        return self.trans2(x)
+    def layer_outputs(self, x, *, relu=jax.nn.relu) -> dict:
+        """Every named map of the branch (``BRANCH_LAYERS``), each (N, W, C) channels-last.
+
+        ``block1.i`` is the i-th dense layer's own (growth) channels, before concatenation.
+        """
+        out = {"conv1": self.conv1(x)}
+        x, new = self.block1.outputs(out["conv1"], relu=relu)
+        out.update({f"block1.{i}": y for i, y in enumerate(new)})
+        out["trans1"] = self.trans1(x, relu=relu)
+        x, new = self.block2.outputs(out["trans1"], relu=relu)
+        out.update({f"block2.{i}": y for i, y in enumerate(new)})
+        out["trans2"] = self.trans2(x, relu=relu)
+        return out
+
+    def __call__(self, x, *, relu=jax.nn.relu):
+        """``relu`` replaces every ReLU of the branch (projections pass custom-VJP rules here)."""
+        return self.layer_outputs(x, relu=relu)["trans2"]
 
 
 class Linear(nnx.Module):
@@ -242,11 +270,11 @@ class Head(nnx.Module):
         """The first dense layer alone, (N, features) -> (N, hidden); fast ISM updates it low-rank."""
         return self.dense(flat)
 
-    def from_hidden(self, h):
-        return self.out(jax.nn.relu(self.norm(h)))
+    def from_hidden(self, h, *, relu=jax.nn.relu):
+        return self.out(relu(self.norm(h)))
 
-    def __call__(self, flat):
-        return self.from_hidden(self.hidden_pre(flat))
+    def __call__(self, flat, *, relu=jax.nn.relu):
+        return self.from_hidden(self.hidden_pre(flat), relu=relu)
 
 
 class DeepHistone(nnx.Module):
@@ -260,19 +288,37 @@ class DeepHistone(nnx.Module):
         features = branches * config.pooled_len * config.widths[2]
         self.head = Head(features, config.hidden, config.num_outputs, rngs=rngs)
 
-    def features(self, seq, dnase=None):
+    def features(self, seq, dnase=None, *, relu=jax.nn.relu):
         """Flattened branch outputs (N, branches * W * w3), sequence first, position-major."""
         n = seq.shape[0]
-        parts = [self.seq_map(seq).reshape(n, -1)]
+        parts = [self.seq_map(seq, relu=relu).reshape(n, -1)]
         if self.dns_map is not None:
-            parts.append(self.dns_map(dnase[..., None]).reshape(n, -1))
+            parts.append(self.dns_map(dnase[..., None], relu=relu).reshape(n, -1))
         return jnp.concatenate(parts, axis=-1)
 
-    def logits(self, seq, dnase=None):
-        return self.head(self.features(seq, dnase))
+    def logits(self, seq, dnase=None, *, relu=jax.nn.relu):
+        """``relu`` replaces every ReLU (deconvnet / guided backprop pass custom-VJP rules here)."""
+        return self.head(self.features(seq, dnase, relu=relu), relu=relu)
 
-    def __call__(self, seq, dnase=None):
-        return final_activation(self.logits(seq, dnase), self.config.final_activation)
+    # The forward pass split where the sequence enters: mutation maps evaluate thousands of
+    # sequence variants of one window whose DNase branch is the same, so it is computed once.
+    def seq_features(self, seq):
+        """Flattened sequence-branch output, (N, L, 4) -> (N, W * w3)."""
+        return self.seq_map(seq).reshape(seq.shape[0], -1)
+
+    def dnase_features(self, dnase):
+        """Flattened DNase-branch output, (N, L) -> (N, W * w3); None for DNA-only models."""
+        if self.dns_map is None:
+            return None
+        return self.dns_map(dnase[..., None]).reshape(dnase.shape[0], -1)
+
+    def head_from_features(self, seq_feat, dns_feat=None):
+        """Logits (N, T) from :meth:`seq_features` and :meth:`dnase_features` outputs."""
+        parts = [seq_feat] if dns_feat is None else [seq_feat, dns_feat.astype(seq_feat.dtype)]
+        return self.head(jnp.concatenate(parts, axis=-1))
+
+    def __call__(self, seq, dnase=None, *, relu=jax.nn.relu):
+        return final_activation(self.logits(seq, dnase, relu=relu), self.config.final_activation)
 
 
 def init_deephistone(config: DeepHistoneConfig, *, key: jax.Array) -> DeepHistone:

@@ -1,0 +1,268 @@
+"""``python -m jaxmotif.saliency``: attribution maps of FASTA sequences by any saliency method.
+
+Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one target, ``names``,
+``method``, ``targets``) and one sequence-logo PNG per sequence into ``OUT``'s ``_logos`` folder.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+EPILOG = """\
+examples:
+  python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase dnase.bw \\
+      --method integrated_gradients --baseline shuffle --num-baselines 4 --target H3K27ac --out ig.npz
+  python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase-npy dnase.npy \\
+      --method smoothgrad --samples 50 --sigma 0.15 --seed 0 --out sg.npz
+  # no --checkpoint: the bundled demo model and its held-out sequences
+  python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz
+
+With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-based half-open).
+Logos: OUT's folder gets OUT_logos/<record>.png, one panel per target, around the most salient base.
+"""
+
+
+class CliError(Exception):
+    """Bad input found before device work; printed as one ``error: ...`` line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxmotif.attribution import ATTRIBUTION_METHODS
+    from jaxmotif.integrated import BASELINES, INTEGRATION_RULES
+
+    p = argparse.ArgumentParser(
+        prog="python -m jaxmotif.saliency",
+        description="Saliency / attribution maps (gradient, gradient x input, deconvnet, guided "
+        "backprop, inverse-activation, integrated gradients, SmoothGrad) of FASTA sequences.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", metavar="DIR", help="jaxmotif checkpoint (default: the bundled demo model)"
+    )
+    p.add_argument(
+        "--fasta", metavar="SEQS.fa", help="sequences of the model's length (default with the demo)"
+    )
+    dn = p.add_mutually_exclusive_group()
+    dn.add_argument("--dnase", metavar="TRACK.bw", help="DNase bigWig; record names must be chrom:start-end")
+    dn.add_argument("--dnase-npy", metavar="F.npy", help="DNase values, shape (N, L), in FASTA order")
+    p.add_argument(
+        "--target", action="append", help="output name or index; repeat for several (default: all)"
+    )
+    methods = ATTRIBUTION_METHODS
+    p.add_argument("--method", choices=methods, default="grad_x_input", help="default: %(default)s")
+    p.add_argument("--out", required=True, metavar="OUT.npz", help="output .npz (logos go to OUT_logos/)")
+    p.add_argument("--logits", action="store_true", help="attribute the output before its final activation")
+    p.add_argument("--steps", type=int, help="integrated_gradients: path points (default 64)")
+    p.add_argument("--baseline", choices=BASELINES, help="integrated_gradients: reference (default zeros)")
+    p.add_argument("--num-baselines", type=int, help="integrated_gradients: shuffled references (default 1)")
+    p.add_argument("--rule", choices=INTEGRATION_RULES, help="integrated_gradients: quadrature")
+    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 50)")
+    p.add_argument("--sigma", type=float, help="smoothgrad: noise standard deviation (default 0.15)")
+    p.add_argument(
+        "--value", type=float, help="inverse_activation: output value to project (default: prediction)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (shuffles, noise; default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=16, help="sequences per compiled chunk (default: %(default)s)"
+    )
+    p.add_argument(
+        "--precision", choices=("fp32", "tf32", "bf16"), default="fp32", help="default: %(default)s"
+    )
+    p.add_argument(
+        "--logo-width", type=int, default=30, help="bases either side of the peak (0: whole sequence)"
+    )
+    p.add_argument("--no-logos", action="store_true", help="write only the .npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _method_options(args) -> dict:
+    options = {
+        "integrated_gradients": {
+            "steps": args.steps,
+            "baseline": args.baseline,
+            "num_baselines": args.num_baselines,
+            "rule": args.rule,
+        },
+        "smoothgrad": {"samples": args.samples, "sigma": args.sigma},
+        "inverse_activation": {"value": args.value},
+    }.get(args.method, {})
+    given = {k: v for k, v in vars(args).items() if k in _ALL_OPTIONS and v is not None}
+    stray = sorted(set(given) - set(options))
+    if stray:
+        flags = ", ".join("--" + s.replace("_", "-") for s in stray)
+        raise CliError(f"{flags} not used by --method {args.method}")
+    return {k: v for k, v in options.items() if v is not None}
+
+
+_ALL_OPTIONS = ("steps", "baseline", "num_baselines", "rule", "samples", "sigma", "value")
+
+
+def _load(args):
+    from jaxmotif.io.fasta import read_fasta
+    from jaxmotif.sequence import one_hot
+
+    if args.checkpoint is None:
+        from jaxmotif.demo import demo_model, demo_paths
+
+        model = demo_model()
+        if args.fasta is None:
+            paths = demo_paths()
+            args.fasta = str(paths.seqs)
+            if args.dnase is None and args.dnase_npy is None:
+                args.dnase_npy = str(paths.seqs_dnase)
+    else:
+        from jaxmotif.models.checkpoint import load_model
+
+        model = load_model(args.checkpoint)
+    if args.fasta is None:
+        raise CliError("--fasta is required with --checkpoint")
+    records = read_fasta(args.fasta)
+    length = model.config.seq_len
+    for r in records:
+        if len(r.sequence) != length:
+            raise CliError(f"record {r.name!r} has length {len(r.sequence)}; the model takes {length}")
+    seq = np.stack([one_hot(r.sequence, model.config.alphabet, name=r.name) for r in records])
+    dnase = None
+    if args.dnase_npy is not None:
+        dnase = np.load(args.dnase_npy).astype(np.float32)
+        if dnase.shape != (len(records), length):
+            raise CliError(f"--dnase-npy shape {dnase.shape} must be ({len(records)}, {length})")
+    elif args.dnase is not None:
+        from jaxmotif.io.bed import parse_region
+        from jaxmotif.io.bigwig import BigWigReader
+
+        with BigWigReader(args.dnase) as reader:
+            rows = []
+            for r in records:
+                region = parse_region(r.name)
+                if region.end - region.start != length:
+                    raise CliError(f"record {r.name!r} spans {region.end - region.start} bp; need {length}")
+                rows.append(reader.read(region.chrom, region.start, region.end))
+        dnase = np.stack(rows).astype(np.float32)
+    if model.config.has_dnase and dnase is None:
+        raise CliError("this two-branch model needs --dnase TRACK.bw or --dnase-npy F.npy")
+    if not model.config.has_dnase and dnase is not None:
+        raise CliError("this DNA-only model takes no DNase input; drop --dnase/--dnase-npy")
+    return model, records, seq, dnase
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, title: str, width: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxmotif.logos import plot_attribution_logo
+
+    length = values.shape[1]
+    peak = int(np.argmax(np.abs(values).sum(axis=(0, 2))))
+    lo, hi = (0, length) if width <= 0 else (max(peak - width, 0), min(peak + width + 1, length))
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(max(6, (hi - lo) * 0.15), 1.6 * len(names)), squeeze=False
+    )
+    for ax, target_values, name in zip(axes[:, 0], values, names, strict=True):
+        plot_attribution_logo(ax, target_values[lo:hi], alphabet, title=f"{title} {name} [{lo}, {hi})")
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    import jax
+    from tqdm import tqdm
+
+    import jaxmotif
+
+    options = _method_options(args)
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size {args.batch_size} must be positive")
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    if not out.parent.is_dir():
+        raise CliError(f"--out folder {out.parent} does not exist")
+    model, records, seq, dnase = _load(args)
+    targets = None
+    if args.target:
+        targets = [int(t) if t.lstrip("-").isdigit() else t for t in args.target]
+        indices = [model.target_index(t) for t in targets]  # validates before device work
+    else:
+        indices = list(range(model.config.num_outputs))
+    key = jax.random.key(args.seed) if args.method in ("integrated_gradients", "smoothgrad") else None
+
+    parts = []
+    bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
+    for start in range(0, len(records), args.batch_size):
+        stop = min(start + args.batch_size, len(records))
+        part = jaxmotif.saliency(
+            model,
+            seq[start:stop],
+            None if dnase is None else dnase[start:stop],
+            target=indices,
+            method=args.method,
+            logits=args.logits,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            # per chunk: reproducible for the same --seed and --batch-size
+            key=None if key is None else jax.random.fold_in(key, start),
+            **options,
+        )
+        parts.append(part)
+        bar.update(stop - start)
+    bar.close()
+    maps = np.concatenate(parts, axis=0)  # (N, K, L, 4)
+    names = np.array([r.name for r in records])
+    target_names = np.array([model.config.output_names[i] for i in indices])
+    result = maps[:, 0] if targets is not None and len(indices) == 1 else maps
+
+    def write_npz(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+            np.savez(f, saliency=result, names=names, method=np.array(args.method), targets=target_names)
+
+    _atomic(out, write_npz)
+    written = [out]
+    if not args.no_logos:
+        logo_dir = out.with_name(out.stem + "_logos")
+        logo_dir.mkdir(exist_ok=True)
+        for i in tqdm(range(len(records)), unit="logo", disable=args.quiet, desc="logos"):
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
+            path = logo_dir / f"{i:04d}_{safe}.png"
+            _logo(path, maps[i], list(target_names), model.config.alphabet, args.method, args.logo_width)
+        written.append(logo_dir)
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Integrated gradients and SmoothGrad: gradients averaged over many inputs per sequence.
+
+- Integrated gradients (Sundararajan, Taly & Yan 2017, "Axiomatic attribution for deep networks",
+  ICML): ``(x - x') ⊙ ∫₀¹ ∇f(x' + α (x - x')) dα`` from a reference ``x'``, the integral by a
+  quadrature rule of ``steps`` points. Completeness: the attributions sum to ``f(x) - f(x')``
+  up to the quadrature error. References: all-zero (every base an N), uniform 0.25, or
+  dinucleotide-shuffled copies of the sequence (the attributions are then averaged over the
+  references, and sum to ``f(x)`` minus the mean of ``f`` over them).
+- SmoothGrad (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise"): the gradient
+  averaged over ``samples`` copies of the input with Gaussian noise of standard deviation ``sigma``
+  added (a one-hot input spans 0..1, so ``sigma`` is also the fraction of the input range).
+
+The path points / noisy copies of a chunk of sequences are vmapped and evaluated ``step_batch`` at
+a time under a ``lax.scan``, so memory stays bounded whatever ``steps`` or ``samples`` is. The
+DNase input of two-branch models is held at its value; only the sequence is attributed.
+"""
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmotif.attribution import resolve_targets, saliency_kernel
+from jaxmotif.batching import map_batches
+from jaxmotif.precision import with_precision
+
+BASELINES = ("zeros", "uniform", "shuffle")
+INTEGRATION_RULES = ("gausslegendre", "riemann_middle", "riemann_trapezoid")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dinucleotide shuffle (Altschul & Erikson 1985), NumPy
+# ---------------------------------------------------------------------------------------------
+
+
+def _symbols(seq: np.ndarray) -> np.ndarray:
+    """(N, L, 4) one-hot -> (N, L) symbols 0..3, 4 for an N (all-zero row)."""
+    seq = np.asarray(seq)
+    sums = seq.sum(axis=-1)
+    valid = ((seq == 0) | (seq == 1)).all(axis=-1) & (sums <= 1)
+    if not valid.all():
+        row, pos = np.argwhere(~valid)[0]
+        raise ValueError(
+            f"sequence {row} position {pos}: {seq[row, pos].tolist()} is not a one-hot row "
+            "(the dinucleotide shuffle needs one-hot sequences, N as an all-zero row)"
+        )
+    return np.where(sums > 0, seq.argmax(axis=-1), 4)
+
+
+def _dinucleotide_shuffle_symbols(s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random sequence with the doublet counts, first and last symbol of ``s`` (1-D).
+
+    Altschul & Erikson's Eulerian-path construction (as in Kandel et al. 1996 and uShuffle): the
+    doublets are the edges of a multigraph on the symbols, and every sequence with the same
+    doublets is an Eulerian path from ``s[0]`` to ``s[-1]``. Pick for each symbol but the last its
+    last exit edge so that these edges form a tree pointing at the last symbol (a uniform random
+    arborescence, by Wilson's loop-erased random walks); order each symbol's other exit edges at
+    random and put the last exit last; then walk. The tree condition guarantees the walk uses
+    every edge, and each distinct sequence comes out equally often.
+    """
+    length = len(s)
+    if length <= 2:
+        return s.copy()
+    exits: dict[int, list[int]] = {}
+    for a, b in zip(s[:-1].tolist(), s[1:].tolist(), strict=True):
+        exits.setdefault(a, []).append(b)
+    last = int(s[-1])
+    in_tree = {last}
+    successor: dict[int, int] = {}  # symbol -> index of its last exit edge in exits[symbol]
+    for start in sorted(exits):
+        u = start
+        while u not in in_tree:  # random walk; overwriting successors erases its loops
+            successor[u] = int(rng.integers(len(exits[u])))
+            u = exits[u][successor[u]]
+        u = start
+        while u not in in_tree:
+            in_tree.add(u)
+            u = exits[u][successor[u]]
+    order: dict[int, list[int]] = {}
+    for v, targets in exits.items():
+        if v in successor:
+            kept = targets[successor[v]]
+            others = targets[: successor[v]] + targets[successor[v] + 1 :]
+            order[v] = [others[i] for i in rng.permutation(len(others))] + [kept]
+        else:
+            order[v] = [targets[i] for i in rng.permutation(len(targets))]
+    out = np.empty(length, dtype=s.dtype)
+    out[0] = u = int(s[0])
+    used = dict.fromkeys(order, 0)
+    for i in range(1, length):
+        nxt = order[u][used[u]]
+        used[u] += 1
+        out[i] = u = nxt
+    return out
+
+
+def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1) -> np.ndarray:
+    """Dinucleotide-preserving shuffles of one-hot sequences (Altschul & Erikson 1985).
+
+    Each shuffle has exactly the doublet counts of its sequence (N counted as a fifth letter) and
+    the same first and last base, and is uniform among all such sequences.
+
+    Parameters
+    ----------
+    seq: shape=(N, L, 4) or (L, 4), one-hot (an N is an all-zero row).
+    key: a ``jax.random`` key. Sequence ``i`` of the batch draws from ``fold_in(key, i)``, so its
+        shuffles do not depend on how many sequences come after it.
+    num_shuffles: shuffles per sequence.
+
+    Returns shape=(N, num_shuffles, L, 4) (or (num_shuffles, L, 4) for a single sequence), float32.
+    """
+    seq = np.asarray(seq)
+    single = seq.ndim == 2
+    if single:
+        seq = seq[None]
+    if seq.ndim != 3 or seq.shape[-1] != 4:
+        raise ValueError(f"seq shape {seq.shape} must be (N, L, 4) or (L, 4)")
+    if num_shuffles < 1:
+        raise ValueError(f"num_shuffles={num_shuffles} must be positive")
+    symbols = _symbols(seq)
+    n = symbols.shape[0]
+    seeds = np.asarray(
+        jax.vmap(lambda i: jax.random.bits(jax.random.fold_in(key, i), (4,), jnp.uint32))(jnp.arange(n))
+    )
+    table = np.concatenate([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
+    out = np.empty((n, num_shuffles, *seq.shape[1:]), np.float32)
+    for i in range(n):
+        rng = np.random.default_rng(seeds[i].tolist())
+        for j in range(num_shuffles):
+            out[i, j] = table[_dinucleotide_shuffle_symbols(symbols[i], rng)]
+    return out[0] if single else out
+
+
+def make_baselines(seq, baseline="zeros", *, key: jax.Array | None = None, num_baselines: int = 1):
+    """References for integrated gradients, shape=(N, B, L, 4).
+
+    baseline: ``zeros`` (every base an N), ``uniform`` (0.25 per letter), ``shuffle``
+        (``num_baselines`` dinucleotide shuffles of each sequence; needs ``key``), or an array of
+        shape (L, 4), (N, L, 4) or (N, B, L, 4).
+
+    Returns shape=(N, B, L, 4), float32.
+    """
+    seq = np.asarray(seq, np.float32)
+    n = seq.shape[0]
+    if isinstance(baseline, str):
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline={baseline!r} must be one of {BASELINES} or an array")
+        if baseline == "shuffle":
+            if key is None:
+                raise ValueError("baseline='shuffle' needs an explicit key=jax.random.key(...)")
+            return dinucleotide_shuffle(seq, key=key, num_shuffles=num_baselines)
+        fill = 0.0 if baseline == "zeros" else 0.25
+        return np.full((n, 1, *seq.shape[1:]), fill, np.float32)
+    ref = np.asarray(baseline, np.float32)
+    if ref.shape == seq.shape[1:]:
+        ref = np.broadcast_to(ref, seq.shape)
+    if ref.shape == seq.shape:
+        ref = ref[:, None]
+    if ref.ndim != 4 or ref.shape[0] != n or ref.shape[2:] != seq.shape[1:]:
+        raise ValueError(f"baseline shape {np.shape(baseline)} must be (L, 4), (N, L, 4) or (N, B, L, 4)")
+    return np.ascontiguousarray(ref)
+
+
+def integration_points(steps: int, rule: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature nodes ``alphas`` in [0, 1] and weights (summing to 1), each shape=(steps,)."""
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be positive")
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    if rule == "riemann_middle":
+        return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
+    if rule == "riemann_trapezoid":
+        if steps < 2:
+            raise ValueError("the trapezoid rule needs steps >= 2")
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return np.linspace(0.0, 1.0, steps), weights
+    raise ValueError(f"rule={rule!r} must be one of {INTEGRATION_RULES}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def _padded_chunks(values: np.ndarray, weights: np.ndarray, chunk: int):
+    """(values, weights) reshaped to (C, chunk), padded with weight-0 entries."""
+    chunk = max(1, min(chunk, len(values)))
+    pad = -len(values) % chunk
+    values = np.concatenate([values, np.zeros(pad, values.dtype)])
+    weights = np.concatenate([weights, np.zeros(pad, weights.dtype)])
+    return values.reshape(-1, chunk), weights.reshape(-1, chunk)
+
+
+def _weighted_gradient_sum(apply_fn, params, points_fn: Callable, dnase, targets, xs, weights):
+    """Σ_j w_j ∇f(points_fn(x_j)) with the point sets of one scan step vmapped.
+
+    points_fn(chunk) -> inputs of shape (N, G, S, L, 4) for a chunk of S scan values (G: groups,
+    e.g. baselines); returns shape=(N, G, K, L, 4).
+    """
+
+    def body(acc, chunk):
+        x_values, w = chunk
+        x = points_fn(x_values)  # (N, G, S, L, 4): the sharded batch axis stays leading
+        n, g, s, length, alphabet = x.shape
+        d = None if dnase is None else jnp.broadcast_to(dnase[:, None, None], (n, g, s, length))
+        flat = saliency_kernel(
+            apply_fn,
+            params,
+            x.reshape(n * g * s, length, alphabet),
+            None if d is None else d.reshape(n * g * s, length),
+            targets,
+            "gradient",
+        )
+        grads = flat.reshape(n, g, s, len(targets), length, alphabet)
+        return acc + jnp.sum(w.reshape(1, 1, s, 1, 1, 1) * grads, axis=2), None
+
+    first = points_fn(xs[0])
+    n, g, _, length, alphabet = first.shape
+    init = jnp.zeros((n, g, len(targets), length, alphabet), jnp.float32)
+    acc, _ = jax.lax.scan(body, init, (xs, weights))
+    return acc
+
+
+def integrated_gradients_kernel(
+    apply_fn: Callable, params, seq, dnase, baselines, targets: Sequence[int], alphas, weights
+):
+    """Pure kernel: integrated gradients of ``targets`` from each reference, averaged over them.
+
+    Parameters
+    ----------
+    apply_fn: ``f(params, seq (N, L, 4), dnase (N, L) | None) -> (N, T)``.
+    seq: shape=(N, L, 4); dnase: shape=(N, L) or None (held fixed).
+    baselines: shape=(N, B, L, 4) references.
+    targets: output indices, static.
+    alphas, weights: shape=(C, S) quadrature nodes and weights, scanned C times S at a time
+        (weight-0 padding allowed).
+
+    Returns shape=(N, K, L, 4).
+    """
+    diff = seq[:, None] - baselines  # (N, B, L, 4)
+
+    def points(a):
+        return baselines[:, :, None] + a.reshape(1, 1, -1, 1, 1) * diff[:, :, None]
+
+    mean_grad = _weighted_gradient_sum(apply_fn, params, points, dnase, targets, alphas, weights)
+    return jnp.mean(diff[:, :, None] * mean_grad, axis=1)
+
+
+def smoothgrad_kernel(
+    apply_fn: Callable, params, seq, dnase, rows, key, targets: Sequence[int], sigma: float, samples, weights
+):
+    """Pure kernel: SmoothGrad, the gradient averaged over noisy copies of ``seq``.
+
+    Parameters
+    ----------
+    seq: shape=(N, L, 4); dnase: shape=(N, L) or None (held fixed, no noise).
+    rows: shape=(N,) int32, each sequence's index in the whole input: the noise of sample j of
+        row i comes from ``fold_in(fold_in(key, i), j)``, so it does not depend on chunking.
+    samples, weights: shape=(C, S) sample indices and weights (1/samples; 0 for padding).
+
+    Returns shape=(N, K, L, 4).
+    """
+
+    def noise(i, j):
+        sample_key = jax.random.fold_in(jax.random.fold_in(key, i), j)
+        return jax.random.normal(sample_key, seq.shape[1:], jnp.float32)
+
+    def points(js):
+        eps = jax.vmap(lambda i: jax.vmap(lambda j: noise(i, j))(js))(rows)  # (N, S, L, 4)
+        return (seq[:, None] + sigma * eps)[:, None]  # (N, 1, S, L, 4)
+
+    return _weighted_gradient_sum(apply_fn, params, points, dnase, targets, samples, weights)[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-level functions
+# ---------------------------------------------------------------------------------------------
+
+
+def integrated_gradients(
+    model,
+    seq,
+    dnase=None,
+    target=None,
+    *,
+    steps: int = 64,
+    baseline="zeros",
+    num_baselines: int = 1,
+    rule: str = "gausslegendre",
+    key: jax.Array | None = None,
+    logits: bool = False,
+    batch_size: int = 16,
+    step_batch: int = 16,
+    precision: str | None = None,
+) -> np.ndarray:
+    """Integrated gradients (Sundararajan et al. 2017) of ``model``'s outputs for one-hot sequences.
+
+    Parameters
+    ----------
+    model: a :class:`jaxmotif.Model` (anything with ``apply``, ``params``, ``config``).
+    seq: shape=(N, L, 4) one-hot; dnase: shape=(N, L) for two-branch models (held fixed).
+    target: an output index or name (result (N, L, 4)), a list of them or None for all (N, T, L, 4).
+    steps: quadrature points along the straight path from the reference to the sequence.
+    baseline: ``zeros`` | ``uniform`` | ``shuffle`` (``num_baselines`` dinucleotide shuffles per
+        sequence, averaged; needs ``key``) | an array (see :func:`make_baselines`).
+    rule: ``gausslegendre`` (default, as Captum) | ``riemann_middle`` | ``riemann_trapezoid``.
+    logits: attribute the output before the final activation.
+    batch_size: sequences per compiled chunk; step_batch: path points per sequence and reference
+        evaluated at once (memory grows with batch_size x num_baselines x step_batch x targets).
+    precision: ``fp32`` (default) | ``tf32`` | ``bf16``.
+
+    Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``.
+    """
+    seq, dnase = model.check_inputs(seq, dnase)
+    targets, squeeze = resolve_targets(model, target)
+    refs = make_baselines(seq, baseline, key=key, num_baselines=num_baselines)
+    alphas, weights = _padded_chunks(*integration_points(steps, rule), step_batch)
+
+    def make():
+        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+        a, w = jnp.asarray(alphas, jnp.float32), jnp.asarray(weights, jnp.float32)
+        return jax.jit(lambda p, s, d, b: integrated_gradients_kernel(apply_fn, p, s, d, b, targets, a, w))
+
+    cache_key = ("integrated_gradients", targets, steps, rule, alphas.shape, logits, precision)
+    kernel = model.compiled_fn(cache_key, make)
+    params = model.params
+    result = map_batches(lambda s, d, b: kernel(params, s, d, b), [seq, dnase, refs], batch_size=batch_size)
+    return result[:, 0] if squeeze else result
+
+
+def smoothgrad(
+    model,
+    seq,
+    dnase=None,
+    target=None,
+    *,
+    key: jax.Array,
+    samples: int = 50,
+    sigma: float = 0.15,
+    logits: bool = False,
+    batch_size: int = 16,
+    sample_batch: int = 16,
+    precision: str | None = None,
+) -> np.ndarray:
+    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of each sequence.
+
+    Parameters
+    ----------
+    model, seq, dnase, target, logits, precision: as :func:`integrated_gradients`.
+    key: a ``jax.random`` key (required); results do not depend on ``batch_size`` or
+        ``sample_batch``.
+    samples: noisy copies per sequence; sigma: the noise's standard deviation (one-hot inputs span
+        0..1; Smilkov et al. suggest 10-20 % of the range).
+    batch_size, sample_batch: sequences per compiled chunk, noisy copies evaluated at once.
+
+    Returns shape=(N, L, 4) for one target, (N, K, L, 4) for several.
+    """
+    if key is None:
+        raise ValueError("smoothgrad needs an explicit key=jax.random.key(...)")
+    if samples < 1:
+        raise ValueError(f"samples={samples} must be positive")
+    if not sigma >= 0:
+        raise ValueError(f"sigma={sigma} must be non-negative")
+    seq, dnase = model.check_inputs(seq, dnase)
+    targets, squeeze = resolve_targets(model, target)
+    js, weights = np.arange(samples, dtype=np.int32), np.full(samples, 1.0 / samples)
+    js, weights = _padded_chunks(js, weights, sample_batch)
+    sigma = float(sigma)
+
+    def make():
+        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+        j, w = jnp.asarray(js), jnp.asarray(weights, jnp.float32)
+        return jax.jit(lambda p, s, d, r, k: smoothgrad_kernel(apply_fn, p, s, d, r, k, targets, sigma, j, w))
+
+    kernel = model.compiled_fn(("smoothgrad", targets, samples, js.shape, sigma, logits, precision), make)
+    params = model.params
+    rows = np.arange(seq.shape[0], dtype=np.int32)
+
+    def chunk_fn(s, d, r):
+        return kernel(params, s, d, r, key)
+
+    result = map_batches(chunk_fn, [seq, dnase, rows], batch_size=batch_size)
+    return result[:, 0] if squeeze else result
