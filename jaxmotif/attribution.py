@@ -56,11 +56,7 @@ def saliency_kernel(apply_fn: Callable, params, seq, dnase, targets: Sequence[in
 
 def resolve_targets(model, target) -> tuple[tuple[int, ...], bool]:
     """(indices, squeeze): None -> every output; an int or name -> one (squeezed); a list -> those."""
-    if target is None:
-        return tuple(range(model.config.num_outputs)), False
-    if isinstance(target, str | int | np.integer):
-        return (model.target_index(target),), True
-    return tuple(model.target_index(t) for t in target), False
+    return model.target_indices(target), isinstance(target, str | int | np.integer)
 
 
 def saliency(

@@ -184,15 +184,8 @@ def default_method(model) -> str:
 
 
 def resolve_target_list(model, targets) -> tuple[int, ...]:
-    """Output indices for ``targets``: None -> all; an int/name or a list of them (order kept)."""
-    if targets is None:
-        return tuple(range(model.config.num_outputs))
-    if isinstance(targets, str | int | np.integer):
-        targets = [targets]
-    indices = tuple(model.target_index(t) for t in targets)
-    if not indices:
-        raise ValueError("targets is empty; pass None for every output")
-    return indices
+    """Output indices for ``targets`` (see :meth:`jaxmotif.Model.target_indices`)."""
+    return model.target_indices(targets)
 
 
 def compiled_mutation_map(

@@ -19,7 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from jaxmotif.io.meme import Motif, _atomic_path
+from jaxmotif.io.atomic import atomic_path
+from jaxmotif.io.meme import Motif
 
 # Width (inches) per motif position and the bounds of one logo panel, so short and long motifs
 # both stay legible in the match grid.
@@ -215,6 +216,6 @@ def plot_motif_matches(
         plot_pwm_logo(m_ax, pwm, title=title)
         m_ax.set_ylabel("")
 
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         # The temporary name has no .png suffix, so the format is given explicitly.
         fig.savefig(tmp, format="png", dpi=dpi)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmotif.io.meme import Motif, _atomic_write_text, information_content, read_meme, validate_pwm
+from jaxmotif.io.atomic import atomic_write_text
+from jaxmotif.io.meme import Motif, information_content, read_meme, validate_pwm
 
 #: Columns of :func:`tomtom_matches` rows and of :func:`write_tomtom_tsv` files, in order.
 TOMTOM_COLUMNS = (
@@ -313,7 +314,7 @@ def write_tomtom_tsv(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) ->
         if missing:
             raise ValueError(f"row {index} lacks columns {missing}")
         lines.append("\t".join(_format_cell(row[column], column, index) for column in TOMTOM_COLUMNS))
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def demo_motifs_path() -> Path:

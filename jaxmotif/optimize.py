@@ -182,13 +182,7 @@ def row_keys(key: jax.Array, targets: Sequence[int], restarts: int) -> jax.Array
 
 
 def _resolve_targets(model, targets) -> tuple[int, ...]:
-    if targets is None:
-        return tuple(range(model.config.num_outputs))
-    if isinstance(targets, str | int | np.integer):
-        targets = [targets]
-    resolved = tuple(model.target_index(t) for t in targets)
-    if not resolved:
-        raise ValueError("targets is empty")
+    resolved = model.target_indices(targets)
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"targets={list(targets)} repeats an output")
     return resolved

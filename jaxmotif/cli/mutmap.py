@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxmotif.io.atomic import atomic_write_text
+
 EPILOG = """\
 examples:
   # every base of the BED regions, all outputs, delta scores, bigWig summaries for a browser
@@ -405,16 +407,6 @@ def read_vcf_snvs(path, genome) -> tuple[list[Variant], int]:
     return variants, skipped
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
@@ -668,7 +660,7 @@ def run_vcf(args, *, stream=None) -> Path:
             for k in range(len(targets)):
                 row += [f"{p_ref[k]:.6g}", f"{p_alt[k]:.6g}", f"{s_alt[k]:.6g}"]
             rows.append(row)
-    _atomic_text(out, "\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    atomic_write_text(out, "\n".join("\t".join(r) for r in [header, *rows]) + "\n")
     note = f" ({skipped} non-SNV alleles skipped)" if skipped else ""
     print(f"scored {len(rows)} SNVs into {out}{note}", file=stream)
     return out

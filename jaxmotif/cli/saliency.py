@@ -5,13 +5,13 @@ Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one targ
 """
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from jaxmotif.io.atomic import atomic_path
 
 EPILOG = """\
 examples:
@@ -154,14 +154,8 @@ def _load(args):
 
 
 def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, title: str, width: int):

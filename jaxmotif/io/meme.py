@@ -7,15 +7,15 @@ row sums to 1. :func:`write_meme` writes the MEME "minimal" format that MEME-sui
 written by MEME, JASPAR and HOCOMOCO (``URL`` lines, log-odds blocks and blank lines are skipped).
 """
 
-import contextlib
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from jaxmotif.io.atomic import atomic_write_text
 
 # Rows of written and read matrices must sum to 1 within this; MEME files round probabilities to
 # 6 decimals or fewer, so a row of 4 rounded values can be off by a few 1e-6 (JASPAR's own MEME
@@ -60,39 +60,6 @@ class InformationWindow(NamedTuple):
 
     start: int
     end: int
-
-
-@contextlib.contextmanager
-def _atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
-
-    A reader (or a crashed run) therefore never sees a half-written file. The temporary file lives in
-    the destination directory because ``os.replace`` is only atomic within one file system.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory does not exist: {str(path.parent)!r} (for {str(path)!r})")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        # mkstemp creates 0600 files; keep an existing file's mode, else use the usual 0644.
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
-    with _atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 def validate_pwm(pwm: np.ndarray, name: str, atol: float = _ROW_SUM_ATOL) -> np.ndarray:
@@ -215,7 +182,7 @@ def write_meme(
         lines.append(f"letter-probability matrix: alength= 4 w= {pwm.shape[0]}{nsites} E= 0")
         lines.extend(" ".join(f"{value:.6f}" for value in row) for row in pwm)
         lines.append("")
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _check_alphabet(letters: str, where: str) -> None:

@@ -119,7 +119,11 @@ def along_channels(v, ndim: int):
 def conv1d(x, kernel, bias, padding):
     """x (N, W, Cin), kernel (K, Cin, Cout), bias (Cout,) -> (N, W', Cout); padding as lax expects."""
     y = jax.lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), window_strides=(1,), padding=padding, dimension_numbers=("NWC", "WIO", "NWC")
+        x,
+        kernel.astype(x.dtype),
+        window_strides=(1,),
+        padding=padding,
+        dimension_numbers=("NWC", "WIO", "NWC"),
     )
     return y + along_channels(bias.astype(x.dtype), y.ndim)
 

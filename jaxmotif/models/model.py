@@ -83,6 +83,17 @@ class Model:
             raise ValueError(f"target={target} out of range for {len(names)} outputs")
         return index
 
+    def target_indices(self, targets) -> tuple[int, ...]:
+        """Output indices for ``targets``: None -> every output; an index or name, or a list of them."""
+        if targets is None:
+            return tuple(range(self.config.num_outputs))
+        if isinstance(targets, str | int | np.integer):
+            targets = [targets]
+        indices = tuple(self.target_index(t) for t in targets)
+        if not indices:
+            raise ValueError("targets is empty; pass None for every output")
+        return indices
+
     def check_inputs(self, seq, dnase=None) -> tuple[np.ndarray, np.ndarray | None]:
         """Validates shapes before any device work; returns float32 NumPy arrays."""
         seq = np.asarray(seq, dtype=np.float32)
