@@ -734,18 +734,18 @@ def run_plot(args, *, stream=None) -> Path:
 
 
 def _demo_view(paths, read_bed) -> tuple[str, str]:
-    """A planted AP-1 (FOS::JUN) site in a demo region and the output it drives, else a region's middle."""
+    """A planted site, inside a demo region, of a motif that alone drives an output, and that output;
+    else a region's middle and output 0."""
+    from jaxmotif.demo import DEMO_MOTIFS, DEMO_SINGLE_MOTIF_OUTPUTS
+
+    names = dict(DEMO_MOTIFS)
+    wanted = {names[motif_id]: output for output, motif_id in DEMO_SINGLE_MOTIF_OUTPUTS.items()}
     regions = read_bed(paths.regions)
-    try:
-        for site in read_bed(paths.planted_sites):
-            inside = any(
-                r.chrom == site.chrom and r.start <= site.start and site.end <= r.end for r in regions
-            )
-            if inside and "FOS" in (site.name or ""):
-                middle = (site.start + site.end) // 2
-                return f"{site.chrom}:{max(middle - 25, 0)}-{middle + 25}", "H3K4me1"
-    except (OSError, ValueError):
-        pass
+    for site in read_bed(paths.planted_sites):
+        inside = any(r.chrom == site.chrom and r.start <= site.start and site.end <= r.end for r in regions)
+        if inside and site.name in wanted:
+            middle = (site.start + site.end) // 2
+            return f"{site.chrom}:{max(middle - 25, 0)}-{middle + 25}", wanted[site.name]
     first = regions[0]
     middle = (first.start + first.end) // 2
     return f"{first.chrom}:{max(middle - 25, 0)}-{middle + 25}", "0"
