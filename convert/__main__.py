@@ -21,7 +21,7 @@ Load the result with jaxmotif.load_model(OUT_DIR).
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m convert",
-        description="Convert a PyTorch DeepHistone state_dict into a jaxmotif checkpoint (Orbax + config.json).",
+        description="Convert a PyTorch DeepHistone state_dict into a jaxmotif checkpoint (Orbax + config).",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

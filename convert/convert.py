@@ -1,6 +1,6 @@
 """PyTorch DeepHistone ``state_dict`` -> jaxmotif checkpoint, as a chain of small pure steps.
 
-    load_state_dict(path)           file -> {key: np.ndarray}      (torch.load(weights_only=True) / safetensors)
+    load_state_dict(path)           file -> {key: np.ndarray}  (torch.load(weights_only=True), safetensors)
     strip_prefix(sd)                drops DataParallel's "module."
     infer_config(sd, ...)           variant, widths, hidden, outputs, L from the keys and shapes
     check_keys(sd, config)          every missing / unexpected / mis-shaped key, by name
@@ -51,14 +51,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             return {k: np.asarray(v) for k, v in load_file(str(path)).items()}
         except Exception as e:
-            raise ConversionError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+            raise ConversionError(
+                f"{path}: not a readable safetensors file ({type(e).__name__}: {e})"
+            ) from None
     import pickle
 
     import torch
 
     try:
         with warnings.catch_warnings():
-            # a legacy (non-zip) pickle of another protocol only draws a notice; the refusal is the error below
+            # a legacy (non-zip) pickle of another protocol only draws a notice; a refusal is an error
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
@@ -75,8 +77,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ConversionError(f"{path}: not a state_dict: {bad[0]!r} is a {type(obj[bad[0]]).__name__}, not a tensor")
-    return {str(k): v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in obj.items()}
+        raise ConversionError(
+            f"{path}: not a state_dict: {bad[0]!r} is a {type(obj[bad[0]]).__name__}, not a tensor"
+        )
+    return {
+        str(k): v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy()
+        for k, v in obj.items()
+    }
 
 
 def strip_prefix(sd: dict, prefix: str = "module.") -> dict:
@@ -114,7 +121,8 @@ def infer_config(
     pooled, rest = divmod(features, branches * w3)
     if rest or pooled < 1:
         raise ConversionError(
-            f"linear_map.1.weight has {features} inputs, not a multiple of {branches} branch(es) x {w3} channels"
+            f"linear_map.1.weight has {features} inputs, "
+            f"not a multiple of {branches} branch(es) x {w3} channels"
         )
     candidates = range(16 * pooled, 16 * pooled + 16)  # floor pooling: any of these gives `pooled`
     if seq_len is None:
@@ -190,7 +198,9 @@ def check_keys(sd: dict, config: DeepHistoneConfig) -> None:
             "wrong shapes: " + ", ".join(f"{k} {tuple(np.shape(sd[k]))} (expected {want[k]})" for k in wrong)
         )
     if problems:
-        raise ConversionError("state_dict does not match DeepHistone " + f"({config.variant}): " + "; ".join(problems))
+        raise ConversionError(
+            "state_dict does not match DeepHistone " + f"({config.variant}): " + "; ".join(problems)
+        )
 
 
 # ---- the name map ---------------------------------------------------------------------------------
@@ -223,7 +233,10 @@ def _branch(sd, branch):
             }
         }
     for t in (1, 2):
-        out[f"trans{t}"] = {"norm": _bn(sd, f"{branch}.trans{t}.0"), "conv": _conv(sd, f"{branch}.trans{t}.2")}
+        out[f"trans{t}"] = {
+            "norm": _bn(sd, f"{branch}.trans{t}.0"),
+            "conv": _conv(sd, f"{branch}.trans{t}.2"),
+        }
     return out
 
 
@@ -231,7 +244,9 @@ def dense_kernel_from_torch(w: np.ndarray, branches: int, channels: int, pooled:
     """Linear weight (H, branches*C*W) in PyTorch's flatten order -> kernel (branches*W*C, H) in ours."""
     hidden = w.shape[0]
     return np.ascontiguousarray(
-        w.reshape(hidden, branches, channels, pooled).transpose(1, 3, 2, 0).reshape(branches * pooled * channels, hidden)
+        w.reshape(hidden, branches, channels, pooled)
+        .transpose(1, 3, 2, 0)
+        .reshape(branches * pooled * channels, hidden)
     )
 
 
@@ -243,7 +258,9 @@ def to_params(sd: dict, config: DeepHistoneConfig) -> dict:
         params["dns_map"] = _branch(sd, "dns_map")
     params["head"] = {
         "dense": {
-            "kernel": dense_kernel_from_torch(sd["linear_map.1.weight"], branches, config.widths[2], config.pooled_len),
+            "kernel": dense_kernel_from_torch(
+                sd["linear_map.1.weight"], branches, config.widths[2], config.pooled_len
+            ),
             "bias": sd["linear_map.1.bias"],
         },
         "norm": _bn(sd, "linear_map.2"),

@@ -29,7 +29,9 @@ class BasicBlock(nn.Module):
 class DenseBlock(nn.Module):
     def __init__(self, nb_layers: int, in_planes: int, grow_rate: int):
         super().__init__()
-        self.layer = nn.Sequential(*[BasicBlock(in_planes + i * grow_rate, grow_rate) for i in range(nb_layers)])
+        self.layer = nn.Sequential(
+            *[BasicBlock(in_planes + i * grow_rate, grow_rate) for i in range(nb_layers)]
+        )
 
     def forward(self, x):
         return self.layer(x)
@@ -64,7 +66,13 @@ class ModuleDense(nn.Module):
 
 
 def _head(features: int, hidden: int, outputs: int, activation: str):
-    layers = [nn.Dropout(0.5), nn.Linear(features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, outputs)]
+    layers = [
+        nn.Dropout(0.5),
+        nn.Linear(features, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, outputs),
+    ]
     if activation == "sigmoid":
         layers.append(nn.Sigmoid())
     elif activation == "softmax":

@@ -20,7 +20,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 NARROW = (16, 24, 32)  # widths small enough for CPU tests, large enough to exercise every layer
 
 
-def torch_pair(variant="full", seq_len=1000, widths=NARROW, hidden=40, outputs=None, activation="sigmoid", seed=0):
+def torch_pair(
+    variant="full", seq_len=1000, widths=NARROW, hidden=40, outputs=None, activation="sigmoid", seed=0
+):
     """(torch net in eval mode, converted jaxmotif Model) with random weights and BatchNorm stats."""
     import torch
 

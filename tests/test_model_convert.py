@@ -73,8 +73,14 @@ def small_sd():
 @pytest.mark.parametrize(
     "corrupt,message",
     [
-        (lambda sd: sd.pop("seq_map.block1.layer.1.block.2.bias"), "missing keys: seq_map.block1.layer.1.block.2.bias"),
-        (lambda sd: sd.__setitem__("seq_map.extra.weight", torch.zeros(3)), "unexpected keys: seq_map.extra.weight"),
+        (
+            lambda sd: sd.pop("seq_map.block1.layer.1.block.2.bias"),
+            "missing keys: seq_map.block1.layer.1.block.2.bias",
+        ),
+        (
+            lambda sd: sd.__setitem__("seq_map.extra.weight", torch.zeros(3)),
+            "unexpected keys: seq_map.extra.weight",
+        ),
         (
             lambda sd: sd.__setitem__("dns_map.trans1.2.weight", torch.zeros(8, 31, 1, 1)),
             "wrong shapes: dns_map.trans1.2.weight (8, 31, 1, 1) (expected (8, 32, 1, 1))",
@@ -124,7 +130,10 @@ def test_truncated_file_and_foreign_pickles(tmp_path, capsys):
 
 
 def test_seq_len_inference_and_override():
-    sd = {k: v.numpy() for k, v in NetDeepHistoneDNA(seq_len=500, widths=(8, 8, 8), hidden=12).state_dict().items()}
+    sd = {
+        k: v.numpy()
+        for k, v in NetDeepHistoneDNA(seq_len=500, widths=(8, 8, 8), hidden=12).state_dict().items()
+    }
     assert convert_state_dict(sd)[0].seq_len == 500
     assert convert_state_dict(sd, seq_len=496)[0].seq_len == 496
     with pytest.raises(ConversionError, match="--seq-len 400"):

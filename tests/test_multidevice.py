@@ -20,7 +20,9 @@ CONFIG = dict(variant="full", seq_len=64, widths=(8, 8, 8), hidden=12)
 
 
 def run_on_fake_devices(script: str, tmp_path, n_devices: int = 8) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu"
+    )
     out = tmp_path / "out.npz"
     code = textwrap.dedent(script).replace("OUT_PATH", repr(str(out)))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
