@@ -109,6 +109,44 @@ def step_saliency(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     return [npz, png]
 
 
+def step_methods(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
+    """Every attribution method of ``jaxmotif.saliency`` on one planted site, one logo row each."""
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxmotif.attribution import ATTRIBUTION_METHODS, saliency
+    from jaxmotif.logos import plot_attribution_logo
+
+    target = next(iter(DEMO_SINGLE_MOTIF_OUTPUTS))
+    motif_name = dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
+    seqs, dnase, records = read_demo_sequences(paths, model.config.alphabet)
+    headers = _headers(paths)
+    i, start = next((i, s[1]) for i, h in enumerate(headers) for s in planted_sites(h) if s[0] == motif_name)
+    lo = max(0, min(start - 15, seqs.shape[1] - 40))
+    options = {
+        "integrated_gradients": {"steps": 32, "baseline": "zeros"},
+        "smoothgrad": {"samples": 16, "key": jax.random.key(0)},
+    }
+    fig, axes = plt.subplots(len(ATTRIBUTION_METHODS), 1, figsize=(9, 1.35 * len(ATTRIBUTION_METHODS)))
+    for ax, method in zip(axes, ATTRIBUTION_METHODS, strict=True):
+        values = saliency(
+            model, seqs[i : i + 1], dnase[i : i + 1], target=target, method=method, **options.get(method, {})
+        )
+        plot_attribution_logo(ax, values[0, lo : lo + 40], model.config.alphabet, title=method)
+    fig.suptitle(
+        f"{target} on {records[i].name}: planted {motif_name} at {start}, positions [{lo}, {lo + 40})"
+    )
+    fig.tight_layout()
+    png = out_dir / "methods.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    print(f"  {len(ATTRIBUTION_METHODS)} attribution methods on a planted {motif_name} site")
+    return [png]
+
+
 def _run_cli(main_fn, argv: list[str], what: str) -> None:
     """Run another jaxmotif CLI's ``main``; a non-zero exit is a bug of the demo, so raise."""
     code = main_fn(argv)
@@ -248,6 +286,7 @@ def step_optimize(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
 STEPS: dict[str, Callable[[Path, object, DemoPaths], list[Path]]] = {
     "metrics": step_metrics,
     "saliency": step_saliency,
+    "methods": step_methods,
     "mutmap": step_mutmap,
     "filters": step_filters,
     "optimize": step_optimize,
