@@ -741,7 +741,11 @@ def _demo_view(paths, read_bed) -> tuple[str, str]:
     names = dict(DEMO_MOTIFS)
     wanted = {names[motif_id]: output for output, motif_id in DEMO_SINGLE_MOTIF_OUTPUTS.items()}
     regions = read_bed(paths.regions)
-    for site in read_bed(paths.planted_sites):
+    try:
+        sites = read_bed(paths.planted_sites)
+    except (OSError, ValueError):  # a demo without planted sites still gets a figure
+        sites = []
+    for site in sites:
         inside = any(r.chrom == site.chrom and r.start <= site.start and site.end <= r.end for r in regions)
         if inside and site.name in wanted:
             middle = (site.start + site.end) // 2
