@@ -184,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
         help="window of a site: the one the filter saw, or the seed script's (4 bp to the right) "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-over",
+        choices=("bases", "positions"),
+        default="bases",
+        help="seed rule's best score: best base per position, or the seed script's max over positions "
+        "per base (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="sequences per compiled chunk")
     add_motif_db_arguments(parser)
     return parser
@@ -223,6 +230,7 @@ def _run(args) -> int:
             threshold_factor=args.threshold_factor,
             mode=args.threshold_mode,
             alignment=args.alignment,
+            max_over=args.max_over,
             batch_size=args.batch_size,
             progress=bar.update,
         )
@@ -257,6 +265,7 @@ def _run(args) -> int:
             threshold_factor=np.float64(args.threshold_factor),
             threshold_mode=np.array(args.threshold_mode),
             alignment=np.array(args.alignment),
+            max_over=np.array(args.max_over),
         )
         if database is None:
             write_logos_only(tmp, motifs)
