@@ -57,6 +57,23 @@ def bench_pwms(model, *, precision, device, quick) -> list[Result]:
             note=f"{int(result.sites.sum())} sites",
         )
     ]
+    # the same sequences as uint8 one-hot: exact, a quarter of the bytes from host to device
+    onehot_u8 = seq.astype(np.uint8)
+    conv1_pwms(model, onehot_u8[:batch], batch_size=batch)
+    t0 = time.perf_counter()
+    conv1_pwms(model, onehot_u8, batch_size=batch)
+    steady_u8 = time.perf_counter() - t0
+    results.append(
+        Result(
+            f"conv1 PWMs, {n} seqs",
+            "jaxmotif, uint8 one-hot input",
+            "fp32",
+            n / steady_u8,
+            "seq/s",
+            batch,
+            0.0,
+        )
+    )
     # the seed: conv1 through PyTorch, then the Python loop, on a sample
     sample = 64 if quick else 500
     kernel, bias = conv1_weights(model)  # (9, 4, F), (F,)

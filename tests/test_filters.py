@@ -383,3 +383,21 @@ def test_sharded_over_8_devices_equals_one(tmp_path, pair):
         got["ea"], conv1_pwms((kernel, bias), x, threshold_factor=0.6).edge_sites_excluded
     )
     np.testing.assert_array_equal(got["b"], conv1_pwms((kernel, bias), x, mode="max-activation").counts)
+
+
+def test_uint8_one_hot_gives_the_same_counts():
+    rng = np.random.default_rng(11)
+    model = jaxmotif.Model.random(
+        jaxmotif.DeepHistoneConfig(
+            variant="dna", seq_len=64, widths=(8, 8, 8), hidden=8, num_outputs=2, output_names=("a", "b")
+        ),
+        key=jax.random.key(3),
+    )
+    seqs = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (9, 64))]
+    seqs[:, 5] = 0.0  # an N column
+    as_float = conv1_pwms(model, seqs, threshold_factor=0.5, batch_size=4)
+    as_uint8 = conv1_pwms(model, seqs.astype(np.uint8), threshold_factor=0.5, batch_size=4)
+    assert as_float.sites.sum() > 0
+    np.testing.assert_array_equal(as_uint8.counts, as_float.counts)
+    np.testing.assert_array_equal(as_uint8.sites, as_float.sites)
+    np.testing.assert_array_equal(as_uint8.edge_sites_excluded, as_float.edge_sites_excluded)
