@@ -156,6 +156,14 @@ def report_error(err: BaseException) -> int:
     return 1
 
 
+def run_reporting_errors(run, args) -> int:
+    """``run(args)``; bad input (and a missing optional package) becomes one ``error:`` line, exit 1."""
+    try:
+        return run(args)
+    except (CliError, ValueError, FileNotFoundError, ImportError) as err:
+        return report_error(err)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jaxmotif.filters",
@@ -198,13 +206,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except CliError as err:
-        return report_error(err)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        return report_error(err)
+    return run_reporting_errors(_run, _parser().parse_args(argv))
 
 
 def _run(args) -> int:

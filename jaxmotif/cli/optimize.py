@@ -13,7 +13,7 @@ from jaxmotif.cli.filters import (
     add_motif_db_arguments,
     load_model_or_demo,
     load_motif_database,
-    report_error,
+    run_reporting_errors,
     staged_output,
     write_logos_only,
     write_match_report,
@@ -116,13 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except CliError as err:
-        return report_error(err)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        return report_error(err)
+    return run_reporting_errors(_run, _parser().parse_args(argv))
 
 
 def _run(args) -> int:
