@@ -16,6 +16,20 @@ from jaxmotif.attribution import saliency_kernel
 from jaxmotif.precision import with_precision
 
 
+def _throughput(task, impl, precision, n, timing, flops) -> Result:
+    """A sequences-per-second row from a timing of ``n`` sequences worth ``flops``."""
+    return Result(
+        task,
+        impl,
+        precision,
+        n / timing.median_s,
+        "seq/s",
+        n,
+        timing.compile_s,
+        flops / timing.median_s / 1e12,
+    )
+
+
 def _torch_inputs(seq, dnase, device):
     import torch
 
@@ -33,18 +47,7 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
     fn = model.compiled(precision)
     s, d = jax.device_put(seq), None if dnase is None else jax.device_put(dnase)
     t = time_call(lambda: fn(model.params, s, d), repeats=repeats, sync=jax_sync)
-    results = [
-        Result(
-            "forward",
-            "jaxmotif",
-            precision,
-            n / t.median_s,
-            "seq/s",
-            n,
-            t.compile_s,
-            flops / t.median_s / 1e12,
-        )
-    ]
+    results = [_throughput("forward", "jaxmotif", precision, n, t, flops)]
     net = net.to(torch_device(device))
     x, dt = _torch_inputs(seq, dnase, device)
 
@@ -56,18 +59,7 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
     if precision == "fp32":  # the two frameworks must agree before their speeds mean anything
         ours, theirs = np.asarray(fn(model.params, s, d)), torch_forward().float().cpu().numpy()
         results[0].note = f"max |jaxmotif - pytorch| = {np.max(np.abs(ours - theirs)):.1e}"
-    results.append(
-        Result(
-            "forward",
-            "pytorch eager",
-            precision,
-            n / t.median_s,
-            "seq/s",
-            n,
-            t.compile_s,
-            flops / t.median_s / 1e12,
-        )
-    )
+    results.append(_throughput("forward", "pytorch eager", precision, n, t, flops))
     return results
 
 
@@ -91,18 +83,7 @@ def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> lis
             lambda p, a, b, targets=targets: saliency_kernel(apply_fn, p, a, b, targets, "gradient")
         )
         t = time_call(lambda kernel=kernel: kernel(model.params, s, d), repeats=repeats, sync=jax_sync)
-        results.append(
-            Result(
-                label,
-                "jaxmotif",
-                precision,
-                n / t.median_s,
-                "seq/s",
-                n,
-                t.compile_s,
-                flops / t.median_s / 1e12,
-            )
-        )
+        results.append(_throughput(label, "jaxmotif", precision, n, t, flops))
 
         def torch_saliency(targets=targets):
             xg = x.detach().clone().requires_grad_(True)
@@ -115,16 +96,5 @@ def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> lis
             return grads
 
         t = time_call(torch_saliency, repeats=repeats, sync=torch_sync_result)
-        results.append(
-            Result(
-                label,
-                "pytorch autograd",
-                precision,
-                n / t.median_s,
-                "seq/s",
-                n,
-                t.compile_s,
-                flops / t.median_s / 1e12,
-            )
-        )
+        results.append(_throughput(label, "pytorch autograd", precision, n, t, flops))
     return results

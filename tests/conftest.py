@@ -1,5 +1,7 @@
 """Shared fixtures: strict numerics, and PyTorch/jaxmotif model pairs with identical weights."""
 
+import contextlib
+import logging
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -57,6 +59,21 @@ def torch_forward(net, seq, dnase=None):
         if dnase is None:
             return net(xt).numpy()
         return net(xt, torch.tensor(dnase[:, None])).numpy()
+
+
+@contextlib.contextmanager
+def compile_messages():
+    """The log messages of every XLA compilation inside the block (no-recompile tests)."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles():
+            yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """Mutation maps equal a naive one-mutant-per-forward loop and PyTorch on the same converted weights."""
 
-import logging
-
 import jax
 import numpy as np
 import pytest
-from conftest import random_onehot, torch_forward, torch_pair
+from conftest import compile_messages, random_onehot, torch_forward, torch_pair
 
 import jaxmotif
 from jaxmotif.ism import SCORES, mutant_chunk_size, mutant_predictions_full, split_apply
@@ -185,17 +183,9 @@ def test_no_recompile_and_errors(rng):
     _, model = torch_pair("dna", L, widths=WIDTHS, hidden=16, outputs=2, seed=9)
     seq = random_onehot(rng, 2, L)
     jaxmotif.mutation_map(model, seq)
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles():
-            jaxmotif.mutation_map(model, seq)
-    finally:
-        logger.removeHandler(handler)
-    assert not [r for r in records if "Compiling" in r.getMessage()]
+    with compile_messages() as messages:
+        jaxmotif.mutation_map(model, seq)
+    assert not [m for m in messages if "Compiling" in m]
     with pytest.raises(ValueError, match="score='ddg'"):
         jaxmotif.mutation_map(model, seq, score="ddg")
     with pytest.raises(ValueError, match="method='slow'"):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import random_onehot, torch_pair
+from conftest import compile_messages, random_onehot, torch_pair
 from flax import nnx
 
 import jaxmotif
@@ -298,17 +298,7 @@ def test_rule_saliency_does_not_recompile(rng):
     seq = random_onehot(rng, 3, 64)
     jaxmotif.saliency(model, seq, target=0, method="deconvnet")
     jaxmotif.project(model, seq, "trans1", 0, 3)
-    with jax.log_compiles():
-        import logging
-
-        records = []
-        handler = logging.Handler()
-        handler.emit = records.append
-        logger = logging.getLogger("jax")
-        logger.addHandler(handler)
-        try:
-            jaxmotif.saliency(model, seq, target=0, method="deconvnet")
-            jaxmotif.project(model, seq, "trans1", 5, 7)  # another unit: same compiled kernel
-        finally:
-            logger.removeHandler(handler)
-    assert not [r for r in records if "Compiling" in r.getMessage()]
+    with compile_messages() as messages:
+        jaxmotif.saliency(model, seq, target=0, method="deconvnet")
+        jaxmotif.project(model, seq, "trans1", 5, 7)  # another unit: same compiled kernel
+    assert not [m for m in messages if "Compiling" in m]

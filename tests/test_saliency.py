@@ -1,10 +1,9 @@
 """Saliency equals torch.autograd on the same converted weights, for every method and target form."""
 
-import jax
 import numpy as np
 import pytest
 import torch
-from conftest import random_onehot, torch_pair
+from conftest import compile_messages, random_onehot, torch_pair
 
 import jaxmotif
 from jaxmotif.attribution import SALIENCY_METHODS
@@ -52,19 +51,9 @@ def test_saliency_does_not_recompile(rng):
     _, model = torch_pair("dna", 64, outputs=2)
     seq = random_onehot(rng, 4, 64)
     jaxmotif.saliency(model, seq, target=0)
-    with jax.log_compiles():
-        import logging
-
-        records = []
-        handler = logging.Handler()
-        handler.emit = records.append
-        logger = logging.getLogger("jax")
-        logger.addHandler(handler)
-        try:
-            jaxmotif.saliency(model, seq, target=0)
-        finally:
-            logger.removeHandler(handler)
-    assert not [r for r in records if "Compiling" in r.getMessage()]
+    with compile_messages() as messages:
+        jaxmotif.saliency(model, seq, target=0)
+    assert not [m for m in messages if "Compiling" in m]
 
 
 def test_saliency_errors(rng):
