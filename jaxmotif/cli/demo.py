@@ -71,6 +71,12 @@ def step_metrics(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     return []
 
 
+def _first_single_motif_output() -> tuple[str, str]:
+    """(output name, motif name) of the first demo output driven by one motif alone."""
+    target = next(iter(DEMO_SINGLE_MOTIF_OUTPUTS))
+    return target, dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
+
+
 def step_saliency(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     """Gradient x input of a single-motif output on demo sequences that carry its motif; logos as PNG."""
     import matplotlib
@@ -81,8 +87,7 @@ def step_saliency(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     from jaxmotif.attribution import saliency
     from jaxmotif.logos import plot_attribution_logo
 
-    target = next(iter(DEMO_SINGLE_MOTIF_OUTPUTS))
-    motif_name = dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
+    target, motif_name = _first_single_motif_output()
     seqs, dnase, records = read_demo_sequences(paths, model.config.alphabet)
     headers = _headers(paths)
     chosen = [i for i, h in enumerate(headers) if any(s[0] == motif_name for s in planted_sites(h))]
@@ -120,8 +125,7 @@ def step_methods(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     from jaxmotif.attribution import ATTRIBUTION_METHODS, saliency
     from jaxmotif.logos import plot_attribution_logo
 
-    target = next(iter(DEMO_SINGLE_MOTIF_OUTPUTS))
-    motif_name = dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
+    target, motif_name = _first_single_motif_output()
     seqs, dnase, records = read_demo_sequences(paths, model.config.alphabet)
     headers = _headers(paths)
     i, start = next((i, s[1]) for i, h in enumerate(headers) for s in planted_sites(h) if s[0] == motif_name)
