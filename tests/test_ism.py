@@ -139,7 +139,8 @@ def test_chunking_and_batching_do_not_change_results(rng):
     for chunk, batch in [(7, 1)]:
         got = jaxmotif.mutation_map(model, seq, dnase, score="raw", mutant_chunk=chunk, batch_size=batch)
         np.testing.assert_allclose(got, base, rtol=1e-6, atol=1e-7)
-    assert mutant_chunk_size(1000) == 500 and mutant_chunk_size(64, 50) == 48
+    # 3·L mutants and the reference: 3001 = 6 chunks of 501 (one padded); 193 = 4 of 49 (3 padded).
+    assert mutant_chunk_size(1000) == 501 and mutant_chunk_size(64, 50) == 49
 
 
 def test_split_apply_equals_plain_apply(rng):
