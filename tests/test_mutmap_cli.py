@@ -287,8 +287,6 @@ def test_store_attrs_are_json(data):
 
 
 def test_no_arguments_runs_the_demo(data, monkeypatch, tmp_path, capsys):
-    import tempfile
-
     import jaxmotif.demo as demo
 
     root = data["root"]
@@ -298,12 +296,15 @@ def test_no_arguments_runs_the_demo(data, monkeypatch, tmp_path, capsys):
         regions=root / "regions.bed", planted_sites=root / "none",
     )  # fmt: skip
     monkeypatch.setattr(demo, "demo_paths", lambda root=None: fake)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert cli.main([]) == 0
-    out = capsys.readouterr().out
-    (folder,) = tmp_path.glob(cli.DEMO_DIR_PREFIX + "*")
-    assert f"demo outputs in {folder}" in out
-    assert (folder / "mutmap.png").is_file() and (folder / "demo.m1.mean.bw").is_file()
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the demo writes into one named folder and reuses it
+        assert cli.main([]) == 0
+        out = capsys.readouterr().out
+        folder = Path(cli.DEMO_DIR)
+        assert f"demo outputs in {folder}" in out
+        assert (folder / "mutmap.png").is_file() and (folder / "demo.m1.mean.bw").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [cli.DEMO_DIR]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     store = open_mutmap(folder / "mutmap.zarr")
     assert (
         store.attrs["scan"]["windows_sha256"]
