@@ -76,6 +76,126 @@ def build(dims, device: str, seed: int = 0):
     return net, Model.from_params(config, params)
 
 
+# ---- accuracy: every tf32/bf16 row is compared with fp32 on the same inputs, on delta ---------------
+
+
+def delta_agreement(want, got, substituted) -> dict:
+    """How ``got`` (tf32/bf16 delta) agrees with ``want`` (fp32 delta) over substituted entries.
+
+    Returns correlation (Pearson), rel_err_top1 (||got - want|| / ||want|| over the 1 % of entries
+    with the largest fp32 |delta|), mode_frac (share of the entries holding ``got``'s most frequent
+    non-zero value: a rounding offset shows up as a large share) and the fp32 median |delta|.
+    """
+    a, b = want[substituted].astype(np.float64), got[substituted].astype(np.float64)
+    top = np.abs(a) >= np.quantile(np.abs(a), 0.99)
+    nz = b[b != 0]
+    mode = np.unique(nz, return_counts=True)[1].max() / b.size if nz.size else 0.0
+    return {
+        "correlation": float(np.corrcoef(a, b)[0, 1]),
+        "rel_err_top1": float(np.linalg.norm(b[top] - a[top]) / np.linalg.norm(a[top])),
+        "mode_frac": float(mode),
+        "median_abs_delta_fp32": float(np.median(np.abs(a))),
+    }
+
+
+def jaxmotif_delta(model, seq, dnase, method, precision):
+    """Delta maps (N, L, 4, T) of windows ``seq (N, L, 4)`` by one kernel."""
+    import jax
+
+    from jaxmotif.ism import compiled_mutation_map
+
+    kernel = compiled_mutation_map(model, score="delta", precision=precision, method=method)
+    return np.asarray(kernel(model.params, jax.device_put(seq), jax.device_put(dnase)))
+
+
+def substituted_mask(seq, n_outputs):
+    """(N, L, 4, T) bool: entries that are substitutions (not the reference base, not an N)."""
+    return np.broadcast_to(((seq == 0) & seq.any(-1, keepdims=True))[..., None], (*seq.shape, n_outputs))
+
+
+def jaxmotif_accuracy(model, seq, dnase, method, precision, want=None) -> dict:
+    """Agreement of ``precision``'s delta with fp32's, same kernel, same inputs (one window ok)."""
+    want = jaxmotif_delta(model, seq, dnase, method, "fp32") if want is None else want
+    got = jaxmotif_delta(model, seq, dnase, method, precision)
+    return delta_agreement(want, got, substituted_mask(seq, want.shape[-1]))
+
+
+def torch_delta(net, seq, dnase, precision, device):
+    """PyTorch ISM delta (3L, T) of one window: mutants in batches of 1,000, reference run on its own."""
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    mutants = torch.tensor(torch_mutants(seq), device=dev)
+    dns = torch.tensor(dnase[None, None], device=dev)
+    outs = []
+    with torch.no_grad(), torch_context(precision, device):
+        ref = net(torch.tensor(seq.T[None].copy(), device=dev), dns).float()
+        for i in range(0, mutants.shape[0], TORCH_BATCH):
+            chunk = mutants[i : i + TORCH_BATCH]
+            outs.append(net(chunk, dns.expand(chunk.shape[0], 1, -1)).float())
+    return (torch.cat(outs) - ref).cpu().numpy()
+
+
+def torch_accuracy(net, seq, dnase, precision, device) -> dict:
+    want = torch_delta(net, seq, dnase, "fp32", device)
+    got = torch_delta(net, seq, dnase, precision, device)
+    return delta_agreement(want, got, np.ones(want.shape, bool))
+
+
+def trained_like(model, scale_out: float = 40.0, scale_hidden: float = 3.0):
+    """A copy of ``model`` whose head is scaled up, so logits spread like a trained model's
+    (outputs near 0 and 1, substitutions moving p by 1e-3 to 1e-1 instead of ~1e-5)."""
+    import jax
+
+    from jaxmotif.models.model import Model
+
+    def scale(path, x):
+        keys = [getattr(k, "key", None) for k in path]
+        if keys[:3] == ["head", "out", "kernel"]:
+            return x * scale_out
+        if keys[:3] == ["head", "dense", "kernel"]:
+            return x * scale_hidden
+        return x
+
+    module = model.module(jax.tree_util.tree_map_with_path(scale, model.params))
+    return Model(module)
+
+
+def accuracy_report(windows: int = 3, seq_len: int = 208, precisions=("bf16",), methods=("fast",)) -> list:
+    """bf16/tf32 delta vs fp32 on the published-width DeepHistone (random and trained-like weights)
+    and on the bundled demo model (trained, narrow); one dict per (model, method, precision)."""
+    from jaxmotif.demo import demo_model
+
+    dims = {**PUBLISHED, "seq_len": seq_len}
+    _, random_model = build(dims, "cpu")
+    rng = np.random.default_rng(1)
+    models = [
+        (f"published widths, random, L={seq_len}", random_model),
+        (f"published widths, trained-like (head x3, x40), L={seq_len}", trained_like(random_model)),
+        ("demo model (trained, widths 16/16/16), L=1000", demo_model()),
+    ]
+    rows = []
+    for name, model in models:
+        length = model.config.seq_len
+        seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (windows, length))]
+        dnase = rng.gamma(1.0, 1.0, (windows, length)).astype(np.float32)
+        for method in methods:
+            t0 = time.perf_counter()
+            want = jaxmotif_delta(model, seq, dnase, method, "fp32")
+            for precision in precisions:
+                agree = jaxmotif_accuracy(model, seq, dnase, method, precision, want=want)
+                row = {"model": name, "method": method, "precision": precision, "windows": windows, **agree}
+                rows.append(row)
+                print(
+                    f"  {name} {method} {precision}: corr {agree['correlation']:.4f}, rel err top 1% "
+                    f"{agree['rel_err_top1']:.3g}, mode share {agree['mode_frac']:.2%} "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return rows
+
+
 def time_jaxmotif(model, seq, dnase, method, precision, repeats):
     import jax
 

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmotif.batching import map_batches
-from jaxmotif.precision import check_precision, with_precision
+from jaxmotif.models.deephistone import final_activation
+from jaxmotif.precision import _MATMUL, cast_floats, check_precision, with_precision
 
 SCORES = ("raw", "delta", "deepbind")
 METHODS = ("full", "fast")
@@ -52,10 +53,10 @@ def split_apply(model, logits: bool = False) -> SplitApply:
 
 
 def mutant_chunk_size(seq_len: int, bound: int = DEFAULT_MUTANT_CHUNK) -> int:
-    """Mutants per chunk: at most ``bound``, spread evenly so the padded tail is small."""
+    """Mutants per chunk: at most ``bound``, spread evenly over 3·L + 1 so the padded tail is small."""
     if bound < 1:
         raise ValueError(f"mutant_chunk={bound} must be positive")
-    total = 3 * seq_len
+    total = 3 * seq_len + 1  # the mutants and the reference, evaluated in one chunked batch
     chunks = -(-total // bound)
     return -(-total // chunks)
 
@@ -89,33 +90,41 @@ def mutant_predictions_full(apply_fn, params, seq, dnase, chunk: int):
     params: the model's params pytree.
     seq: shape=(L, 4) one-hot reference window (an N row is all zero).
     dnase: shape=(L,) or None.
-    chunk: mutants evaluated per step (static); 3·L is padded up to a multiple of it.
+    chunk: mutants evaluated per step (static); 3·L + 1 (the reference and the mutants) is padded
+        up to a multiple of it.
 
     Returns shape=(L, 4, T): entry ``[i, b]`` is p(window with base b at i); the reference base's
-    entry is p(s). At N positions base 0 stands in for the reference (callers mask those to NaN).
-    Vmappable over windows.
+    entry is p(s), evaluated as item 0 of the same chunked batch as the mutants (the same compiled
+    computation, so an unchanged input gives the same number, not a differently rounded one). At N
+    positions base 0 stands in for the reference (callers mask those to NaN). Vmappable over windows.
     """
     seq_len = seq.shape[0]
     run = _forward_fn(apply_fn, params, dnase, seq_len)
-    ref_pred = run(seq[None])[0]  # (T,)
     ref_idx = jnp.argmax(seq, axis=-1)  # (L,); 0 at N rows
-    total = 3 * seq_len
+    total = 3 * seq_len + 1
     n_chunks = -(-total // chunk)
-    # Mutant m changes position m // 3 to the (m % 3 + 1)-th base after the reference, cyclically;
-    # the padded tail repeats the last mutant and is dropped below.
+    # Item 0 is the reference window; item m >= 1 changes position (m - 1) // 3 to the
+    # ((m - 1) % 3 + 1)-th base after the reference, cyclically. The padded tail repeats the last
+    # mutant and is dropped below.
     m = jnp.minimum(jnp.arange(n_chunks * chunk), total - 1)
-    pos = m // 3
-    alt = (ref_idx[pos] + 1 + m % 3) % 4
+    is_mutant = m > 0
+    pos = jnp.maximum(m - 1, 0) // 3
+    alt = (ref_idx[pos] + 1 + jnp.maximum(m - 1, 0) % 3) % 4
     positions = jnp.arange(seq_len)
 
     def evaluate(args):
-        p, a = args  # (C,), (C,)
-        hit = (positions[None, :] == p[:, None])[:, :, None]  # (C, L, 1)
+        p, a, mut = args  # (C,), (C,), (C,)
+        hit = ((positions[None, :] == p[:, None]) & mut[:, None])[:, :, None]  # (C, L, 1)
         base = jax.nn.one_hot(a, 4, dtype=seq.dtype)[:, None, :]  # (C, 1, 4)
         return run(jnp.where(hit, base, seq[None]))  # (C, T)
 
-    preds = jax.lax.map(evaluate, (pos.reshape(n_chunks, chunk), alt.reshape(n_chunks, chunk)))
-    preds = preds.reshape(n_chunks * chunk, -1)[:total].reshape(seq_len, 3, -1)  # (L, 3, T)
+    preds = jax.lax.map(
+        evaluate,
+        (pos.reshape(n_chunks, chunk), alt.reshape(n_chunks, chunk), is_mutant.reshape(n_chunks, chunk)),
+    )
+    preds = preds.reshape(n_chunks * chunk, -1)[:total]
+    ref_pred = preds[0]  # (T,)
+    preds = preds[1:].reshape(seq_len, 3, -1)  # (L, 3, T)
     # Column k of [alt1, alt2, alt3, ref] holds base (ref + 1 + k) % 4; gather it back by base.
     by_offset = jnp.concatenate(
         [preds, jnp.broadcast_to(ref_pred[None, None], (seq_len, 1, preds.shape[-1]))], 1
@@ -124,13 +133,22 @@ def mutant_predictions_full(apply_fn, params, seq, dnase, chunk: int):
     return jnp.take_along_axis(by_offset, offset[:, :, None], axis=1)
 
 
+def _reference_entries(preds, seq):
+    """p(s) per position, (L, 1, T): the entry of the reference base (0 at N rows)."""
+    is_ref = (seq > 0)[:, :, None]
+    return jnp.sum(jnp.where(is_ref, preds, 0.0), axis=1, keepdims=True)  # one non-zero term: exact
+
+
 def score_mutations(preds, ref_pred, seq, score: str):
-    """Scores from mutant predictions.
+    """Scores from mutant predictions, in float32.
 
     Parameters
     ----------
     preds: shape=(L, 4, T), p(ŝ) per position and base.
-    ref_pred: shape=(T,), p(s).
+    ref_pred: shape=(T,) p(s), or None: then p(s) is read per position from the reference base's
+        entry of ``preds`` (the kernels put there the reference evaluated beside the mutants, so the
+        difference of two identically rounded numbers is exactly 0 where a substitution has no
+        effect at the working precision).
     seq: shape=(L, 4) one-hot reference (N rows all zero).
     score: ``raw`` | ``delta`` | ``deepbind``.
 
@@ -139,7 +157,10 @@ def score_mutations(preds, ref_pred, seq, score: str):
     if score not in SCORES:
         raise ValueError(f"score={score!r} must be one of {SCORES}")
     preds = preds.astype(jnp.float32)
-    p_s = jnp.broadcast_to(ref_pred.astype(jnp.float32)[None, None, :], preds.shape)
+    if ref_pred is None:
+        p_s = jnp.broadcast_to(_reference_entries(preds, seq), preds.shape)
+    else:
+        p_s = jnp.broadcast_to(ref_pred.astype(jnp.float32)[None, None, :], preds.shape)
     is_ref = jnp.broadcast_to((seq > 0)[:, :, None], preds.shape)
     if score == "raw":
         out = jnp.where(is_ref, p_s, preds)
@@ -152,30 +173,68 @@ def score_mutations(preds, ref_pred, seq, score: str):
     return jnp.where(is_n, jnp.nan, out)
 
 
-def mutation_map_kernel(apply_fn, params, seq, dnase, *, score: str, targets: Sequence[int], chunk: int):
-    """Pure, batched kernel: seq (N, L, 4), dnase (N, L) | None -> scores (N, L, 4, len(targets))."""
-    plain = apply_fn.apply if isinstance(apply_fn, SplitApply) else None
+def _activate(logits, kind: str):
+    """The final activation in float32, whatever precision produced the logits."""
+    return final_activation(logits.astype(jnp.float32), kind)
+
+
+def mutation_map_kernel(
+    apply_fn, params, seq, dnase, *, score: str, targets: Sequence[int], chunk: int, activation=None
+):
+    """Pure, batched kernel: seq (N, L, 4), dnase (N, L) | None -> scores (N, L, 4, len(targets)).
+
+    ``activation``: if given (e.g. ``"sigmoid"``), ``apply_fn`` returns logits and the activation is
+    applied here in float32, after the mutants and the reference went through the same batch.
+    """
 
     def one(s, d):
         preds = mutant_predictions_full(apply_fn, params, s, d, chunk)
-        if plain is None:
-            ref = apply_fn(params, s[None], None if d is None else d[None])[0]
-        else:
-            ref = plain(params, s[None], apply_fn.context(params, None if d is None else d[None]))[0]
-        return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
+        if activation is not None:
+            preds = _activate(preds, activation)
+        return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
 
     return jax.vmap(one)(seq, dnase) if dnase is not None else jax.vmap(lambda s: one(s, None))(seq)
 
 
-def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int]):
+def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int], position_chunk=None):
     from jaxmotif.ism_fast import mutant_predictions_fast
 
     def one(s, d):
-        preds = mutant_predictions_fast(model, params, s, d)
-        ref = model.apply(params, s[None], None if d is None else d[None])[0]
-        return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
+        preds = mutant_predictions_fast(model, params, s, d, position_chunk=position_chunk)
+        return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
 
     return jax.vmap(one)(seq, dnase) if dnase is not None else jax.vmap(lambda s: one(s, None))(seq)
+
+
+def _listed_kernel(model, params, seq, dnase, positions, bases, *, method, targets, chunk):
+    """(N, L, 4), (N, L) | None, (N, K), (N, K) -> (N, K, 2, T'): [p(s), p(ŝ)] of each listed substitution."""
+    idx = jnp.asarray(targets)
+    if method == "fast":
+        from jaxmotif.ism_fast import listed_predictions_fast
+
+        def one(s, d, pos, b):
+            return listed_predictions_fast(model, params, s, d, pos, b)[..., idx]
+
+    else:
+        split = split_apply(model, logits=True)
+        kind = model.config.final_activation
+
+        def one(s, d, pos, b):
+            run = _forward_fn(split, params, d, s.shape[0])
+            hit = (jnp.arange(s.shape[0])[None, :] == pos[:, None])[:, :, None]  # (K, L, 1)
+            mutants = jnp.where(hit, jax.nn.one_hot(b, 4, dtype=s.dtype)[:, None, :], s[None])
+            x = jnp.concatenate([s[None], mutants])  # the reference in the same batch
+            k = x.shape[0]
+            c = min(chunk, k)
+            n = -(-k // c)
+            x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (n * c - k, *x.shape[1:]))])
+            out = jax.lax.map(run, x.reshape(n, c, *x.shape[1:])).reshape(n * c, -1)[:k]
+            out = _activate(out, kind)[:, idx]
+            return jnp.stack([jnp.broadcast_to(out[0], out[1:].shape), out[1:]], axis=1)
+
+    if dnase is None:
+        return jax.vmap(lambda s, p, b: one(s, None, p, b))(seq, positions, bases)
+    return jax.vmap(one)(seq, dnase, positions, bases)
 
 
 def default_method(model) -> str:
@@ -188,12 +247,63 @@ def resolve_target_list(model, targets) -> tuple[int, ...]:
     return model.target_indices(targets)
 
 
+def position_chunk_for(mutant_chunk: int | None) -> int | None:
+    """The fast kernel's positions per step from a bound on mutants at once (3 per position, >= 16)."""
+    if mutant_chunk is None:
+        return None
+    if mutant_chunk < 1:
+        raise ValueError(f"mutant_chunk={mutant_chunk} must be positive")
+    return max(16, mutant_chunk // 3)
+
+
+def _head_fp32_split(model) -> SplitApply:
+    """Logits with the branches at the working precision and the head in float32."""
+
+    def apply(params, seq, dns_feat):
+        module = model.module(params)
+        parts = [module.seq_features(seq).astype(jnp.float32)]
+        if dns_feat is not None:
+            parts.append(dns_feat.astype(jnp.float32))
+        with jax.default_matmul_precision("highest"):
+            return module.head(jnp.concatenate(parts, axis=-1))
+
+    return SplitApply(context=model.dnase_features, apply=apply)
+
+
+def with_precision_fp32_head(fn: Callable, precision: str | None) -> Callable:
+    """:func:`jaxmotif.precision.with_precision`, except that in bf16 the head's params stay float32.
+
+    The mutation-map kernels run the head (and everything after it) in float32 whatever the
+    precision: a delta is a small difference of two outputs, and bf16 weights there would round it
+    away. The branches (where the FLOPs are) run at the requested precision.
+    """
+    precision = check_precision(precision)
+    if precision != "bf16":
+        return with_precision(fn, precision)
+
+    def cast(path, x):
+        in_head = any(getattr(k, "key", None) == "head" for k in path[:1])
+        if in_head or not jnp.issubdtype(x.dtype, jnp.floating):
+            return x
+        return x.astype(jnp.bfloat16)
+
+    def wrapped(params, *arrays):
+        with jax.default_matmul_precision(_MATMUL[precision]):
+            params = jax.tree_util.tree_map_with_path(cast, params)
+            arrays = tuple(None if a is None else cast_floats(a, jnp.bfloat16) for a in arrays)
+            return cast_floats(fn(params, *arrays), jnp.float32)
+
+    return wrapped
+
+
 def compiled_mutation_map(
     model, *, score="delta", targets=None, precision=None, method="full", mutant_chunk=None
 ):
     """The jitted ``kernel(params, seq (N, L, 4), dnase (N, L) | None) -> (N, L, 4, T')``.
 
     Made once per (method, score, targets, precision, chunk) and cached on ``model``.
+    ``mutant_chunk`` bounds the mutants evaluated at once per window for both methods (``fast``:
+    ``mutant_chunk // 3`` positions per step, at least 16; default: its own per-backend choice).
     """
     if score not in SCORES:
         raise ValueError(f"score={score!r} must be one of {SCORES}")
@@ -205,24 +315,51 @@ def compiled_mutation_map(
         model.config.seq_len, DEFAULT_MUTANT_CHUNK if mutant_chunk is None else mutant_chunk
     )
     if method == "fast":
+        pchunk = position_chunk_for(mutant_chunk)
 
         def make():
             def fn(p, s, d):
-                return _fast_kernel(model, p, s, d, score=score, targets=idx)
+                return _fast_kernel(model, p, s, d, score=score, targets=idx, position_chunk=pchunk)
 
-            return jax.jit(with_precision(fn, precision))
+            return jax.jit(with_precision_fp32_head(fn, precision))
 
-        return model.compiled_fn(("mutation_map", "fast", score, idx, precision), make)
+        return model.compiled_fn(("mutation_map", "fast", score, idx, precision, pchunk), make)
 
     def make():
-        split = split_apply(model)
+        split = _head_fp32_split(model)
+        kind = model.config.final_activation
 
         def fn(p, s, d):
-            return mutation_map_kernel(split, p, s, d, score=score, targets=idx, chunk=chunk)
+            return mutation_map_kernel(split, p, s, d, score=score, targets=idx, chunk=chunk, activation=kind)
 
-        return jax.jit(with_precision(fn, precision))
+        return jax.jit(with_precision_fp32_head(fn, precision))
 
     return model.compiled_fn(("mutation_map", "full", score, idx, precision, chunk), make)
+
+
+def compiled_listed_mutations(model, *, targets=None, precision=None, method="fast", mutant_chunk=None):
+    """The jitted ``kernel(params, seq (N, L, 4), dnase | None, positions (N, K), bases (N, K))``
+    ``-> (N, K, 2, T')``: p(s) and p(ŝ) of only the listed substitutions of each window.
+
+    Each reference output comes from the same computation as its mutant (for ``fast`` the sliced
+    recomputation at that position; for ``full`` the reference in the same batch), in float32
+    after the head, so ``p(ŝ) - p(s)`` equals the mutation map's delta at those entries.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} must be one of {METHODS}")
+    precision = check_precision(precision)
+    idx = resolve_target_list(model, targets)
+    chunk = DEFAULT_MUTANT_CHUNK if mutant_chunk is None else mutant_chunk
+    if chunk < 1:
+        raise ValueError(f"mutant_chunk={chunk} must be positive")
+
+    def make():
+        def fn(p, s, d, pos, b):
+            return _listed_kernel(model, p, s, d, pos, b, method=method, targets=idx, chunk=chunk)
+
+        return jax.jit(with_precision_fp32_head(fn, precision))  # integer leaves are not cast
+
+    return model.compiled_fn(("listed_mutations", method, idx, precision, chunk), make)
 
 
 def mutation_map(
@@ -253,9 +390,14 @@ def mutation_map(
         default for DeepHistone models) | ``full`` (every mutant through the whole network).
     batch_size: windows per compiled step, sharded over all local devices (default: one window
         per device).
-    mutant_chunk: bound on the mutants evaluated at once per window (default 512); memory grows
-        with ``batch_size * mutant_chunk``.
+    mutant_chunk: bound on the mutants evaluated at once per window, for both methods (``full``:
+        default 512; ``fast``: ``mutant_chunk // 3`` positions per step, default 32 on CPU and 256
+        on accelerators); memory grows with ``batch_size * mutant_chunk``.
     progress: called with the number of windows finished after each step.
+
+    Every window's p(s) is evaluated by the same computation as its mutants and the head, the
+    final activation and the subtraction run in float32, so at any precision a substitution whose
+    effect is below the working resolution scores exactly 0 (``delta``), never a constant offset.
 
     Returns shape=(N, L, 4, T') float32 in the model's alphabet order, T' = number of targets.
     The reference base's entry is p(s) for ``raw`` and 0 otherwise; positions whose reference is N
@@ -273,3 +415,40 @@ def mutation_map(
     return map_batches(
         lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=batch_size, progress=progress
     )
+
+
+def mutation_scores_at(
+    model,
+    seq,
+    dnase,
+    positions,
+    bases,
+    targets=None,
+    precision: str | None = None,
+    method: str | None = None,
+    *,
+    mutant_chunk: int | None = None,
+) -> np.ndarray:
+    """p(s) and p(ŝ) of only the listed substitutions: K (position, base) pairs per window.
+
+    Parameters
+    ----------
+    seq: shape=(N, L, 4) one-hot windows; dnase: shape=(N, L) or None as for :func:`mutation_map`.
+    positions, bases: shape=(N, K) int: substitute ``bases[n, k]`` (alphabet index) at
+        ``positions[n, k]`` of window n. Pad a window with fewer pairs by repeating one.
+
+    Returns shape=(N, K, 2, T') float32: ``[..., 0, :]`` p(s), ``[..., 1, :]`` p(ŝ), equal to
+    :func:`mutation_map`'s ``raw`` entries (and their difference to its ``delta``) at those pairs.
+    """
+    seq, dnase = model.check_inputs(seq, dnase)
+    positions = np.asarray(positions, dtype=np.int32)
+    bases = np.asarray(bases, dtype=np.int32)
+    if positions.shape != (seq.shape[0], positions.shape[-1]) or bases.shape != positions.shape:
+        raise ValueError(f"positions {positions.shape} and bases {bases.shape} must both be (N, K)")
+    if np.any((positions < 0) | (positions >= seq.shape[1])) or np.any((bases < 0) | (bases > 3)):
+        raise ValueError("positions must lie in [0, L) and bases in [0, 4)")
+    method = default_method(model) if method is None else method
+    kernel = compiled_listed_mutations(
+        model, targets=targets, precision=precision, method=method, mutant_chunk=mutant_chunk
+    )
+    return np.asarray(kernel(model.params, seq, dnase, positions, bases))

@@ -132,6 +132,92 @@ def _pad_rows(x, before, after):
     return jnp.pad(x, ((before, after),) + ((0, 0),) * (x.ndim - 1))
 
 
+def _check_window(cfg: DeepHistoneConfig, seq, dnase) -> None:
+    length = cfg.seq_len
+    if seq.shape != (length, BASES):
+        raise ValueError(f"seq shape {seq.shape} must be ({length}, {BASES}) (one window, channels-last)")
+    if cfg.has_dnase:
+        if dnase is None or dnase.shape != (length,):
+            got = None if dnase is None else dnase.shape
+            raise ValueError(f"dnase shape {got} must be ({length},) for this two-branch model")
+    elif dnase is not None:
+        raise ValueError("this DNA-only model takes no dnase input")
+
+
+class _Window:
+    """The reference pass of one window and the two sliced computations every variant goes through.
+
+    ``features(p, rows)``: pooled sequence features on [p // 16 - 4, p // 16 + 4] of the variants of
+    the window whose base at ``p`` is each row of ``rows (V, 4)`` (row 0 is ``seq[p]``, the
+    reference itself, so it goes through the very same sliced ops as its mutants).
+    ``outputs(feats (P, V, 9, w3), r)``: fp32 logits ``(P, V, T)`` of variants whose positions all
+    lie in 16-position group ``r``: ``hidden_ref + (F_v - F_0) @ W`` and the head, all in fp32.
+    """
+
+    def __init__(self, model, params, seq, dnase):
+        cfg: DeepHistoneConfig = model.config
+        self.cfg, self.seq, self.length = cfg, seq, cfg.seq_len
+        module = model.module(params)
+        self.branch, self.head = module.seq_map, module.head
+        branch, head = self.branch, self.head
+        self.pooled1, self.pooled2 = self.length // POOL, self.length // POOL // POOL
+        w3 = cfg.widths[2]
+        # Reference pass: keep every stage's block output (it contains every layer's output).
+        block1_ref = branch.block1(branch.conv1(seq[None]))  # (1, L, 4 w1)
+        block2_ref = branch.block2(branch.trans1(block1_ref))  # (1, L/4, 4 w2)
+        feats_ref = branch.trans2(block2_ref)[0]  # (L/16, w3)
+        flat = [feats_ref.reshape(1, -1)]
+        if cfg.has_dnase:  # the DNase branch never sees the mutation: run once, enters h_ref only
+            flat.append(module.dns_map(dnase[None, :, None]).reshape(1, -1))
+        flat = jnp.concatenate(flat, axis=-1).astype(jnp.float32)
+        with jax.default_matmul_precision("highest"):  # the head runs in fp32 whatever the precision
+            self.hidden_ref = head.hidden_pre(flat)[0]  # (hidden,) float32
+        # Padding so every fixed-width window has a valid start: WINDOW on the left; on the right
+        # one more, because with L % 4 != 0 the last centre q = (L - 1) // 4 can equal L // 4.
+        self.seq_pad = _pad_rows(seq, 2 * HALO, 2 * HALO)
+        self.block1_pad = _pad_rows(block1_ref[0], WINDOW, WINDOW + 1)
+        self.block2_pad = _pad_rows(block2_ref[0], WINDOW, WINDOW + 1)
+        dense_kernel = head.dense.kernel[...].astype(jnp.float32)
+        seq_rows = dense_kernel[: self.pooled2 * w3].reshape(self.pooled2, w3, dense_kernel.shape[-1])
+        self.rows_pad = _pad_rows(seq_rows, POOLED, POOLED + 1)
+
+    def features(self, p, rows):
+        branch = self.branch
+        window = jax.lax.dynamic_slice_in_dim(self.seq_pad, p, 4 * HALO + 1)  # one-hot on [p-8, p+8]
+        variants = jnp.broadcast_to(window[None], (rows.shape[0], *window.shape))
+        variants = variants.at[:, 2 * HALO].set(rows.astype(window.dtype))
+        conv1 = branch.conv1
+        conv1_mut = conv1d(variants, conv1.kernel[...], conv1.bias[...], "VALID")  # [p-4, p+4]
+        q = p // POOL
+        ref1 = jax.lax.dynamic_slice_in_dim(self.block1_pad, p, 2 * WINDOW + 1)
+        start1 = WINDOW - BLOCK_OUT - p % POOL
+        pooled_mut = _dense_stage(
+            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, self.length), start1
+        )  # trans1 output on [q-4, q+4]
+        ref2 = jax.lax.dynamic_slice_in_dim(self.block2_pad, q, 2 * WINDOW + 1)
+        start2 = WINDOW - BLOCK_OUT - q % POOL
+        return _dense_stage(
+            branch.block2, branch.trans2, ref2, pooled_mut, _window_valid(q, self.pooled1), start2
+        )
+
+    def outputs(self, feats, r):
+        rows = jax.lax.dynamic_slice_in_dim(self.rows_pad, r, 2 * POOLED + 1)  # (9, w3, hidden)
+        k = r - POOLED + jnp.arange(2 * POOLED + 1)
+        valid = (k >= 0) & (k < self.pooled2)
+        feats = feats.astype(jnp.float32)
+        # Each variant against the reference computed beside it: features the substitution does
+        # not reach are bit-identical, so they contribute exactly 0 (no rounding offset).
+        delta = jnp.where(valid[None, None, :, None], feats - feats[:, :1], 0.0)
+        with jax.default_matmul_precision("highest"):
+            update = jnp.einsum("pvkc,kch->pvh", delta, rows, precision=jax.lax.Precision.HIGHEST)
+            hidden = self.hidden_ref[None, None] + update  # the reference row: hidden_ref + 0 exactly
+            out = self.head.from_hidden(hidden.reshape(-1, hidden.shape[-1]))
+        return out.astype(jnp.float32).reshape(*hidden.shape[:2], -1)
+
+    def activate(self, logits):
+        return final_activation(logits.astype(jnp.float32), self.cfg.final_activation)
+
+
 def mutant_predictions_fast(
     model,
     params,
@@ -147,6 +233,13 @@ def mutant_predictions_fast(
     A pure function of ``(params, seq, dnase)`` (``model`` only supplies the graph and config):
     jit it, vmap it over a leading window axis, or wrap it with
     :func:`jaxmotif.precision.with_precision` (bf16 params and inputs work).
+
+    Rounding: at every position the reference window goes through the same sliced computation as
+    that position's mutants (in the same batch), and the head's low-rank update, the head and the
+    final activation run in float32 whatever the dtype of ``params``/``seq``. So features a
+    substitution does not reach are bit-identical to the reference's, a substitution whose effect
+    rounds away gives exactly the reference output, and ``out - out[ref]`` is an exact 0 there
+    (no offset from a differently compiled reference pass).
 
     Parameters
     ----------
@@ -164,52 +257,19 @@ def mutant_predictions_fast(
         memory grows with it. Static. Default: 32 on CPU (measured best on 2 cores), 256 on
         accelerators, where small steps would leave the device idle.
 
-    Returns shape=(L, 4, T): entry [p, b] is the output for ``seq`` with base b at position p;
-    the reference base's entry is the reference output p(s).
+    Returns shape=(L, 4, T) float32: entry [p, b] is the output for ``seq`` with base b at
+    position p; the reference base's entry is the reference output p(s) as computed beside the
+    mutants of p (equal at every position).
     """
     cfg: DeepHistoneConfig = model.config
     length = cfg.seq_len
-    if seq.shape != (length, BASES):
-        raise ValueError(f"seq shape {seq.shape} must be ({length}, {BASES}) (one window, channels-last)")
-    if cfg.has_dnase:
-        if dnase is None or dnase.shape != (length,):
-            got = None if dnase is None else dnase.shape
-            raise ValueError(f"dnase shape {got} must be ({length},) for this two-branch model")
-    elif dnase is not None:
-        raise ValueError("this DNA-only model takes no dnase input")
+    _check_window(cfg, seq, dnase)
     if position_chunk is None:
         position_chunk = 32 if jax.default_backend() == "cpu" else 256
     if position_chunk < 1:
         raise ValueError(f"position_chunk={position_chunk} must be positive")
-
-    module = model.module(params)
-    branch, head = module.seq_map, module.head
-    dtype = seq.dtype
-    pooled1, pooled2 = length // POOL, length // POOL // POOL
-    w3 = cfg.widths[2]
-
-    # ---- reference pass: keep every stage's block output (it contains every layer's output) --
-    block1_ref = branch.block1(branch.conv1(seq[None]))  # (1, L, 4 w1)
-    block2_ref = branch.block2(branch.trans1(block1_ref))  # (1, L/4, 4 w2)
-    feats_ref = branch.trans2(block2_ref)[0]  # (L/16, w3)
-    flat = [feats_ref.reshape(1, -1)]
-    if cfg.has_dnase:  # the DNase branch never sees the mutation: run once, enters h_ref only
-        flat.append(module.dns_map(dnase[None, :, None]).reshape(1, -1))
-    hidden_ref = head.hidden_pre(jnp.concatenate(flat, axis=-1))[0]  # (hidden,)
-    out_ref = head.from_hidden(hidden_ref[None])[0]  # (T,)
-
-    # Padding so every fixed-width window has a valid start: WINDOW on the left; on the right one
-    # more, because with L % 4 != 0 the last centre q = (L - 1) // 4 can equal L // 4.
-    seq_pad = _pad_rows(seq, 2 * HALO, 2 * HALO)
-    block1_pad = _pad_rows(block1_ref[0], WINDOW, WINDOW + 1)
-    block2_pad = _pad_rows(block2_ref[0], WINDOW, WINDOW + 1)
-    feats_pad = _pad_rows(feats_ref, POOLED, POOLED + 1)
-    dense_kernel = head.dense.kernel[...]
-    seq_rows = dense_kernel[: pooled2 * w3].reshape(pooled2, w3, dense_kernel.shape[-1])
-    rows_pad = _pad_rows(seq_rows, POOLED, POOLED + 1)
-
-    conv1 = branch.conv1
-    eye = jnp.eye(BASES, dtype=dtype)
+    win = _Window(model, params, seq, dnase)
+    eye = jnp.eye(BASES, dtype=seq.dtype)
     n_mut = BASES if all_bases else BASES - 1
 
     def mutant_bases(p):
@@ -218,51 +278,56 @@ def mutant_predictions_fast(
         ref_base = jnp.argmax(seq[p])  # 0 at an N row
         return (ref_base + jnp.arange(1, BASES)) % BASES
 
-    def position_features(p):
-        """Pooled sequence features of the mutants at p on [p // 16 - 4, p // 16 + 4]."""
-        bases = mutant_bases(p)
-        window = jax.lax.dynamic_slice_in_dim(seq_pad, p, 4 * HALO + 1)  # one-hot on [p-8, p+8]
-        mutants = jnp.broadcast_to(window[None], (n_mut, *window.shape))
-        mutants = mutants.at[:, 2 * HALO].set(eye[bases])
-        conv1_mut = conv1d(mutants, conv1.kernel[...], conv1.bias[...], "VALID")  # [p-4, p+4]
-        q = p // POOL
-        ref1 = jax.lax.dynamic_slice_in_dim(block1_pad, p, 2 * WINDOW + 1)
-        start1 = WINDOW - BLOCK_OUT - p % POOL
-        pooled_mut = _dense_stage(
-            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, length), start1
-        )  # trans1 output on [q-4, q+4]
-        ref2 = jax.lax.dynamic_slice_in_dim(block2_pad, q, 2 * WINDOW + 1)
-        start2 = WINDOW - BLOCK_OUT - q % POOL
-        return _dense_stage(branch.block2, branch.trans2, ref2, pooled_mut, _window_valid(q, pooled1), start2)
-
     def group_outputs(positions):
-        """Outputs (16, M, T) for 16 consecutive positions; they share the head rows they touch."""
-        feats_mut = jax.vmap(position_features)(positions)  # (16, M, 9, w3)
-        r = positions[0] // GROUP
-        ref = jax.lax.dynamic_slice_in_dim(feats_pad, r, 2 * POOLED + 1)
-        rows = jax.lax.dynamic_slice_in_dim(rows_pad, r, 2 * POOLED + 1)  # (9, w3, hidden)
-        k = r - POOLED + jnp.arange(2 * POOLED + 1)
-        valid = (k >= 0) & (k < pooled2)
-        delta = jnp.where(valid[None, None, :, None], feats_mut - ref[None, None], jnp.zeros((), dtype))
-        update = jnp.einsum("pmkc,kch->pmh", delta, rows, preferred_element_type=jnp.float32)
-        hidden = (hidden_ref.astype(jnp.float32)[None, None] + update).astype(dtype)
-        return head.from_hidden(hidden.reshape(-1, hidden.shape[-1])).reshape(GROUP, n_mut, -1)
+        """Logits (16, 1 + M, T) for 16 consecutive positions (they share the head rows they touch)."""
+        rows = jax.vmap(lambda p: jnp.concatenate([seq[p][None], eye[mutant_bases(p)]]))(positions)
+        feats = jax.vmap(win.features)(positions, rows)  # (16, 1 + M, 9, w3)
+        return win.outputs(feats, positions[0] // GROUP)
 
     groups = -(-length // GROUP)
     # Padded tail positions repeat position L-1 (same group, valid inputs) and are dropped below.
     positions = jnp.minimum(jnp.arange(groups * GROUP), length - 1).reshape(groups, GROUP)
     per_step = max(1, -(-position_chunk // GROUP))
     out = jax.lax.map(group_outputs, positions, batch_size=min(per_step, groups))
-    out = out.reshape(groups * GROUP, n_mut, -1)[:length]  # (L, M, T)
+    out = out.reshape(groups * GROUP, 1 + n_mut, -1)[:length]  # (L, 1 + M, T)
+    ref, out = out[:, :1], out[:, 1:]
 
     if not all_bases:
         bases = jax.vmap(mutant_bases)(jnp.arange(length))  # (L, 3)
-        full = jnp.broadcast_to(out_ref[None, None], (length, BASES, out.shape[-1]))
+        full = jnp.broadcast_to(ref, (length, BASES, out.shape[-1]))
         out = full.at[jnp.arange(length)[:, None], bases].set(out)
     else:
         is_ref = seq.astype(jnp.float32) > 0.5  # (L, 4); all False at an N row
-        out = jnp.where(is_ref[..., None], out_ref[None, None], out)
-    return out if logits else final_activation(out, cfg.final_activation)
+        out = jnp.where(is_ref[..., None], ref, out)
+    return out if logits else win.activate(out)
+
+
+def listed_predictions_fast(model, params, seq, dnase, positions, bases, *, logits: bool = False):
+    """Outputs of the reference and of the listed substitutions of one window, nothing else.
+
+    Parameters
+    ----------
+    model, params, seq, dnase: as for :func:`mutant_predictions_fast`.
+    positions: shape=(K,) int, 0 <= position < L.
+    bases: shape=(K,) int, the base (alphabet index) put at each position.
+
+    Returns shape=(K, 2, T) float32: ``[k, 0]`` the reference output and ``[k, 1]`` the output with
+    ``bases[k]`` at ``positions[k]``, both from the same sliced computation (so a substitution
+    whose effect rounds away gives two equal numbers, and a reference base gives ``[k, 1] ==
+    [k, 0]``). Equal to :func:`mutant_predictions_fast` at those entries up to rounding.
+    """
+    _check_window(model.config, seq, dnase)
+    win = _Window(model, params, seq, dnase)
+    eye = jnp.eye(BASES, dtype=seq.dtype)
+
+    def one(args):
+        p, b = args
+        rows = jnp.stack([seq[p], eye[b]])
+        feats = win.features(p, rows)[None]  # (1, 2, 9, w3)
+        return win.outputs(feats, p // GROUP)[0]  # (2, T)
+
+    out = jax.lax.map(one, (jnp.asarray(positions), jnp.asarray(bases)))
+    return out if logits else win.activate(out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 Conventions (see ``DESIGN.md``): one-hot is channels-last, ``shape=(L, 4)`` for one sequence and
 ``shape=(N, L, 4)`` for a batch, ``float32``, with columns in the model's alphabet order (a
 permutation of ``"ACGT"``, default ``"ACGT"``). ``N``/``n`` is an all-zero row. Lowercase
-(soft-masked) bases encode like uppercase. Any other character is an error that names the record,
-the 0-based position and the character.
+(soft-masked) bases encode like uppercase. IUPAC ambiguity codes (``RYSWKMBDHV``, any case; real
+assemblies carry a few) are an error by default and read as N with ``iupac="n"``
+(:func:`count_iupac` counts them, :func:`check_bases` validates a sequence in one pass). Any other
+character is an error that names the record, the 0-based position and the character.
 
 Encoding goes through a 256-entry byte lookup table, so whole chromosomes encode in one vectorised
 NumPy pass; no Python code runs per base.
@@ -22,6 +24,8 @@ _N_CODE = -1
 _INVALID_CODE = -2
 _RC_TRANSLATION = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 _VALID_BYTES = b"ACGTNacgtn"
+IUPAC_AMBIGUITY = "RYSWKMBDHV"  # the IUPAC codes besides ACGTN; read as N with iupac="n"
+IUPAC_MODES = ("error", "n")
 
 
 class SequenceError(ValueError):
@@ -53,12 +57,19 @@ def check_alphabet(alphabet: str) -> str:
     return alphabet.upper()
 
 
-def _lookup_table(alphabet: str) -> np.ndarray:
+def _lookup_table(alphabet: str, iupac: str = "error") -> np.ndarray:
     """Byte -> column code table, ``shape=(256,)``, int8: 0..3 for bases, -1 for N, -2 otherwise.
 
-    Built per call (ten assignments) rather than cached, so there is no module-level state.
+    ``iupac="n"`` maps the IUPAC ambiguity codes to -1 (N) too. Built per call (a few dozen
+    assignments) rather than cached, so there is no module-level state.
     """
+    if iupac not in IUPAC_MODES:
+        raise ValueError(f"iupac={iupac!r} must be one of {IUPAC_MODES}")
     table = np.full(256, _INVALID_CODE, dtype=np.int8)
+    if iupac == "n":
+        for code in IUPAC_AMBIGUITY:
+            table[ord(code)] = _N_CODE
+            table[ord(code.lower())] = _N_CODE
     for column, base in enumerate(alphabet):
         table[ord(base)] = column
         table[ord(base.lower())] = column
@@ -69,8 +80,9 @@ def _lookup_table(alphabet: str) -> np.ndarray:
 
 def _invalid_base_error(record: str | None, position: int, char: str) -> SequenceError:
     where = f"record {record!r} position {position}" if record is not None else f"position {position}"
+    what = "IUPAC ambiguity code" if char.upper() in IUPAC_AMBIGUITY else "invalid base"
     return SequenceError(
-        f"{where}: invalid base {char!r} (allowed: ACGTN, any case)",
+        f"{where}: {what} {char!r} (allowed: ACGTN, any case)",
         record=record,
         position=position,
         char=char,
@@ -95,9 +107,9 @@ def _char_at(seq: str | bytes, position: int) -> str:
     return seq[position] if isinstance(seq, str) else chr(seq[position])
 
 
-def _encode_bytes(data: bytes, alphabet: str) -> np.ndarray:
+def _encode_bytes(data: bytes, alphabet: str, iupac: str = "error") -> np.ndarray:
     """Codes of ``data`` through the lookup table, ``shape=(len(data),)``, int8 (may contain -2)."""
-    return _lookup_table(alphabet)[np.frombuffer(data, dtype=np.uint8)]
+    return _lookup_table(alphabet, iupac)[np.frombuffer(data, dtype=np.uint8)]
 
 
 def _first_invalid(codes: np.ndarray) -> int | None:
@@ -107,7 +119,32 @@ def _first_invalid(codes: np.ndarray) -> int | None:
     return int(np.argmax(bad))
 
 
-def encode_indices(seq: str | bytes, alphabet: str = DNA_ALPHABET, *, name: str | None = None) -> np.ndarray:
+def count_iupac(seq: str | bytes) -> tuple[int, int | None]:
+    """(number of IUPAC ambiguity codes in ``seq``, 0-based position of the first, or None)."""
+    table = np.zeros(256, dtype=bool)
+    for code in IUPAC_AMBIGUITY:
+        table[ord(code)] = table[ord(code.lower())] = True
+    hits = table[np.frombuffer(_as_bytes(seq), dtype=np.uint8)]
+    count = int(hits.sum())
+    return count, (int(np.argmax(hits)) if count else None)
+
+
+def check_bases(seq: str | bytes, *, name: str | None = None, iupac: str = "n") -> int:
+    """Validates ``seq`` in one vectorised pass; returns its number of IUPAC ambiguity codes.
+
+    Raises :class:`SequenceError` (naming record, position and character) for a character that is
+    neither ``ACGTN`` nor, with ``iupac="n"``, an IUPAC code; with ``iupac="error"`` for those too.
+    """
+    codes = _encode_bytes(_as_bytes(seq), DNA_ALPHABET, iupac)
+    position = _first_invalid(codes)
+    if position is not None:
+        raise _invalid_base_error(name, position, _char_at(seq, position))
+    return count_iupac(seq)[0] if iupac == "n" else 0
+
+
+def encode_indices(
+    seq: str | bytes, alphabet: str = DNA_ALPHABET, *, name: str | None = None, iupac: str = "error"
+) -> np.ndarray:
     """Column index of each base in ``alphabet``; ``-1`` for ``N``.
 
     This compact form (one byte per base) is what genome reference tracks store; expand it with
@@ -121,6 +158,8 @@ def encode_indices(seq: str | bytes, alphabet: str = DNA_ALPHABET, *, name: str 
         Column order, a permutation of ``"ACGT"``.
     name : str, optional
         Record name used in error messages.
+    iupac : ``"error"`` (default) or ``"n"``
+        What an IUPAC ambiguity code (``RYSWKMBDHV``) is: an error, or an N (all-zero row).
 
     Returns
     -------
@@ -130,10 +169,11 @@ def encode_indices(seq: str | bytes, alphabet: str = DNA_ALPHABET, *, name: str 
     Raises
     ------
     SequenceError
-        For any character other than ``ACGTN`` (any case), naming record, position and character.
+        For any character other than ``ACGTN`` (any case; IUPAC codes too unless ``iupac="n"``),
+        naming record, position and character.
     """
     alphabet = check_alphabet(alphabet)
-    codes = _encode_bytes(_as_bytes(seq), alphabet)
+    codes = _encode_bytes(_as_bytes(seq), alphabet, iupac)
     position = _first_invalid(codes)
     if position is not None:
         raise _invalid_base_error(name, position, _char_at(seq, position))

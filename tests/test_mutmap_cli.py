@@ -157,8 +157,12 @@ def test_killed_run_resumes_to_identical_store(data, monkeypatch, capsys):
     assert sum(int(d.sum()) for _, _, d in partial.values()) == 2
     assert cli.main([*data["scan"], "--out", str(out)]) == 1  # exists, no --resume
     assert "pass --resume" in capsys.readouterr().err
-    assert cli.main([*data["scan"], "--out", str(out), "--resume"]) == 0
+    scan = [a for a in data["scan"] if a != "--quiet"]
+    assert cli.main([*scan, "--out", str(out), "--resume"]) == 0
     assert_stores_equal(read_store(out), read_store(data["root"] / "ref.zarr"))
+    # The resumed run's progress bar counts the chunks already done and ends at 100 %.
+    bar = capsys.readouterr().err
+    assert "mutmap:" in bar and "100%" in bar.split("mutmap:")[-1]
     # A resume with different settings is refused.
     assert cli.main([*data["scan"], "--out", str(out), "--resume", "--score", "raw"]) == 1
     assert "score differs" in capsys.readouterr().err
@@ -171,11 +175,102 @@ def assert_stores_equal(a, b):
             np.testing.assert_array_equal(x, y)
 
 
-def test_parts_write_one_store_equal_to_a_single_run(data):
-    out = data["root"] / "parts.zarr"
-    for part in ("1/2", "0/2"):
-        assert cli.main([*data["scan"], "--out", str(out), "--part", part]) == 0
-    assert_stores_equal(read_store(out), read_store(data["root"] / "ref.zarr"))
+def tree_digest(path):
+    """Every file under ``path`` with its bytes: equal digests mean an untouched store."""
+    import hashlib
+
+    return {
+        p.relative_to(path): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in path.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_parts_write_one_store_equal_to_a_single_run(data, tmp_path, capsys):
+    root = data["root"]
+    out = root / "parts.zarr"
+    tracks = tmp_path / "new" / "tracks" / "p."  # folders created
+    assert cli.main([*data["scan"], "--out", str(out), "--part", "1/2", "--bigwig", str(tracks)]) == 0
+    err = capsys.readouterr().err
+    assert "bigWig tracks not written yet" in err and "--resume --bigwig" in err
+    assert not tracks.parent.exists() or not list(tracks.parent.iterdir())
+    # The other part with anything that changes the result is refused, naming it, store untouched.
+    before = tree_digest(out)
+    other_ckpt = tmp_path / "ckpt2"  # same config, other weights
+    save_model(Model.random(data["model"].config, key=jax.random.key(99)), other_ckpt)
+    other_fasta = tmp_path / "genome.fa"
+    other_fasta.write_bytes((root / "genome.fa").read_bytes())  # same bases, another file
+    changes = [
+        (["--checkpoint", str(other_ckpt)], "params_sha256"),
+        (["--precision", "bf16"], "precision"),
+        (["--method", "full"], "method"),
+        (["--fasta", str(other_fasta)], "fasta"),
+    ]
+    head = dict(zip(data["scan"][0:6:2], data["scan"][1:6:2], strict=True))  # checkpoint, fasta, dnase
+    for change, name in changes:
+        opts, extra = dict(head), []
+        if change[0] in opts:
+            opts[change[0]] = change[1]
+        else:
+            extra = change
+        argv = [x for kv in opts.items() for x in kv] + data["scan"][6:] + extra
+        for mode in (["--part", "0/2"], ["--resume"]):
+            assert cli.main([*argv, "--out", str(out), *mode]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and err.count("\n") == 1 and f"{name} differs" in err, err
+            assert tree_digest(out) == before
+    # The part that completes the store writes the tracks.
+    assert cli.main([*data["scan"], "--out", str(out), "--part", "0/2", "--bigwig", str(tracks)]) == 0
+    assert "wrote 6 bigWig summaries" in capsys.readouterr().err
+    assert_stores_equal(read_store(out), read_store(root / "ref.zarr"))
+    for name in ("m1", "m3"):
+        for kind in ("mean", "maxabs"):
+            np.testing.assert_array_equal(
+                read_bigwig(f"{tracks}{name}.{kind}.bw", "chrA", 0, 701),
+                read_bigwig(root / f"bw.{name}.{kind}.bw", "chrA", 0, 701),
+            )
+
+
+def test_overwrite_parents_and_targets_syntax(data, tmp_path, capsys):
+    out = tmp_path / "res" / "deep" / "x.zarr"  # parent folders created
+    small = tmp_path / "small.bed"
+    small.write_text("chrA\t20\t60\n")
+    base = [*data["base"], "--regions", str(small), "--quiet", "--out", str(out)]
+    assert cli.main([*base, "--targets", "m3", "0"]) == 0
+    assert open_mutmap(out).output_names == ["m3", "m1"]
+    assert cli.main([*base, "--targets", "m2"]) == 1
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and open_mutmap(out).output_names == ["m3", "m1"]
+    assert cli.main([*base, "--targets", "m2,m3", "--overwrite"]) == 0
+    store = open_mutmap(out)
+    assert store.output_names == ["m2", "m3"] and store.attrs["scan"]["outputs"] == ["m2", "m3"]
+    assert [p.name for p in out.parent.iterdir()] == ["x.zarr"]  # nothing stale beside it
+
+
+def test_iupac_codes_warned_and_counted_or_refused(data, tmp_path, capsys):
+    seqs = dict(data["seqs"])
+    seqs["chrA"] = seqs["chrA"][:30] + "R" + seqs["chrA"][31:40] + "y" + seqs["chrA"][41:]
+    fasta = tmp_path / "iupac.fa"
+    fasta.write_text("".join(f">{c}\n{s}\n" for c, s in seqs.items()))
+    bed = tmp_path / "r.bed"
+    bed.write_text("chrA\t20\t60\n")
+    argv = [*data["base"], "--fasta", str(fasta), "--regions", str(bed), "--quiet"]
+    strict = tmp_path / "strict.zarr"
+    assert cli.main([*argv, "--out", str(strict), "--strict-bases"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "error: chrA:31: IUPAC ambiguity code 'R' in "
+        + str(fasta)
+        + " (--strict-bases refuses IUPAC codes)\n"
+    )
+    assert not strict.exists()
+    out = tmp_path / "n.zarr"
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 IUPAC ambiguity codes" in err and "chrA:31 'R'" in err
+    part = open_mutmap(out).read("chrA", 20, 60)
+    assert part.ref[10] == -1 and part.ref[20] == -1 and np.all(np.isnan(part.scores[[10, 20]]))
 
 
 def test_sharded_over_four_fake_devices_equals_one_device(data, tmp_path):
@@ -287,8 +382,6 @@ def test_store_attrs_are_json(data):
 
 
 def test_no_arguments_runs_the_demo(data, monkeypatch, tmp_path, capsys):
-    import tempfile
-
     import jaxmotif.demo as demo
 
     root = data["root"]
@@ -298,14 +391,105 @@ def test_no_arguments_runs_the_demo(data, monkeypatch, tmp_path, capsys):
         regions=root / "regions.bed", planted_sites=root / "none",
     )  # fmt: skip
     monkeypatch.setattr(demo, "demo_paths", lambda root=None: fake)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert cli.main([]) == 0
-    out = capsys.readouterr().out
-    (folder,) = tmp_path.glob(cli.DEMO_DIR_PREFIX + "*")
-    assert f"demo outputs in {folder}" in out
-    assert (folder / "mutmap.png").is_file() and (folder / "demo.m1.mean.bw").is_file()
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the demo writes into one named folder and reuses it
+        assert cli.main([]) == 0
+        out = capsys.readouterr().out
+        folder = Path(cli.DEMO_DIR)
+        assert f"demo outputs in {folder}" in out
+        assert (folder / "mutmap.png").is_file() and (folder / "demo.m1.mean.bw").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [cli.DEMO_DIR]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     store = open_mutmap(folder / "mutmap.zarr")
     assert (
         store.attrs["scan"]["windows_sha256"]
         == open_mutmap(root / "ref.zarr").attrs["scan"]["windows_sha256"]
     )
+
+
+def test_vcf_streams_listed_snvs_equal_to_the_mutation_map(data, tmp_path, monkeypatch):
+    seqs, model = data["seqs"], data["model"]
+    held = []
+    original = cli._write_rows
+    monkeypatch.setattr(
+        cli, "_write_rows", lambda handle, rows: (held.append(len(rows)), original(handle, rows))
+    )
+    alphabet = model.config.alphabet
+
+    def vcf_for(n_sites):
+        lines = ["#CHROM\tPOS\tID\tREF\tALT"]
+        for i in range(n_sites):
+            pos = 200 + 7 * i  # 1-based, all real bases of chrA
+            ref = seqs["chrA"][pos - 1].upper()
+            alts = [b for b in "ACGT" if b != ref][: 1 + i % 3]
+            lines.append(f"chrA\t{pos}\ts{i}\t{ref}\t{','.join(alts)}")
+        path = tmp_path / f"{n_sites}.vcf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    rows_by_count = {}
+    for n_sites in (3, 12):
+        held.clear()
+        out = tmp_path / f"{n_sites}.tsv"
+        argv = [
+            *data["base"],
+            "--vcf",
+            str(vcf_for(n_sites)),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--quiet",
+        ]
+        assert cli.main(argv) == 0
+        # Host rows held at once: one batch of 2 windows, at most 3 SNVs each, whatever the count.
+        assert max(held) <= 6 and len(held) == -(-n_sites // 2)
+        rows_by_count[n_sites] = [r.split("\t") for r in out.read_text().splitlines()[1:]]
+    rows = rows_by_count[12]
+    assert len(rows) == sum(1 + i % 3 for i in range(12))
+    # Every row equals the full mutation map of the SNV's centred window at the listed base.
+    from jaxmotif.tiling import tile_region
+
+    windows = [tile_region("chrA", int(r[1]) - 1, int(r[1]), L)[0] for r in rows[:4]]  # centred
+    seq = np.stack(
+        [one_hot_from_indices(encode_indices(fetch(seqs["chrA"], w.start, w.end))) for w in windows]
+    )
+    dn = np.stack([read_bigwig(data["root"] / "dnase.bw", "chrA", w.start, w.end) for w in windows])
+    raw = jaxmotif.mutation_map(model, seq, dn, score="raw")
+    delta = jaxmotif.mutation_map(model, seq, dn, score="delta")
+    for r, w, m, d in zip(rows[:4], windows, raw, delta, strict=True):
+        at = int(r[1]) - 1 - w.start
+        b = alphabet.index(r[4])
+        got = np.array([float(x) for x in r[5:]]).reshape(3, 3)  # (targets, [p_ref, p_alt, delta])
+        np.testing.assert_allclose(got[:, 1], m[at, b], rtol=1e-5)
+        np.testing.assert_allclose(got[:, 0], m[at, alphabet.index(r[3])], rtol=1e-5)
+        np.testing.assert_allclose(got[:, 2], d[at, b], rtol=1e-3, atol=1e-8)
+
+
+def test_plot_coordinates_are_browser_coordinates(data, tmp_path, capsys):
+    from jaxmotif.io.bed import BedError, Region, parse_browser_region
+
+    assert parse_browser_region("chr1:1,000,501-1,000,560") == Region("chr1", 1000500, 1000560)
+    assert parse_browser_region("chrA:5-5") == Region("chrA", 4, 5)
+    for bad in ("chr1:0-10", "chr1:10-9", "chr1:10"):
+        with pytest.raises(BedError, match="invalid region"):
+            parse_browser_region(bad)
+    out = tmp_path / "figs" / "w.svg"  # parent created
+    argv = [*data["base"], "--plot", "chrA:21-60", "--targets", "m2", "--out", str(out)]
+    assert cli.main(argv) == 0 and b"chrA:21-60" in out.read_bytes()
+    assert cli.main(argv) == 1 and "--overwrite" in capsys.readouterr().err
+    assert cli.main([*argv, "--overwrite"]) == 0 and [p.name for p in out.parent.iterdir()] == ["w.svg"]
+
+
+def test_out_without_checkpoint_uses_the_demo_model(tmp_path, capsys):
+    from jaxmotif.demo import demo_paths
+
+    lines = demo_paths().genome.read_text().splitlines()
+    chrom = lines[0][1:].split()[0]
+    base = "".join(lines[1:4])[99].upper()  # position 100 of the first chromosome
+    alt = "A" if base != "A" else "C"
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text(f"{chrom}\t100\tx\t{base}\t{alt}\n")
+    assert cli.main(["--vcf", str(vcf), "--out", str(tmp_path / "v.tsv"), "--quiet", "--targets", "0"]) == 0
+    assert "bundled demo model" in capsys.readouterr().err
+    assert len((tmp_path / "v.tsv").read_text().splitlines()) == 2

@@ -149,3 +149,32 @@ def validate_regions(regions: Iterable[Region], chrom_sizes: Mapping[str, int]) 
             raise BedError(f"{label}: invalid interval (need 0 <= start < end)")
         if region.end > size:
             raise BedError(f"{label}: runs past the end of {region.chrom} (length {size})")
+
+
+def parse_browser_region(text: str) -> Region:
+    """Parse ``"chrom:start-end"`` as a genome browser shows it: 1-based, both ends inclusive.
+
+    ``chr1:1,000,501-1,000,560`` is the 60 bases a browser labels 1,000,501 through 1,000,560, i.e.
+    ``Region('chr1', 1000500, 1000560)`` in BED's 0-based half-open coordinates. Commas are allowed.
+
+    Raises
+    ------
+    BedError
+        For malformed text, a start below 1 or an end before the start, naming the text.
+    """
+    chrom, colon, span = text.strip().rpartition(":")
+    start_text, dash, end_text = span.partition("-")
+    try:
+        if not colon or not dash:
+            raise ValueError("expected 'chrom:start-end' (1-based, inclusive)")
+        start = _parse_coordinate(start_text.replace(",", "").strip(), "start")
+        end = _parse_coordinate(end_text.replace(",", "").strip(), "end")
+        if start < 1:
+            raise ValueError("start must be at least 1 (browser coordinates are 1-based)")
+        if end < start:
+            raise ValueError(f"end {end} < start {start}")
+        if not chrom:
+            raise ValueError("empty chromosome name")
+    except ValueError as err:
+        raise BedError(f"invalid region {text!r}: {err}") from None
+    return Region(chrom, start - 1, end)
