@@ -104,10 +104,10 @@ def test_completeness_on_a_smooth_model(rng, rule, baseline):
     }
     seq = random_onehot(rng, 4, 50)
     refs = integrated.make_baselines(seq, baseline, key=jax.random.key(0), num_baselines=3)
-    alphas, weights = integrated._padded_chunks(*integrated.integration_points(64, rule), 24)
+    points, weights = integrated._padded_chunks(*integrated.path_points(64, rule, refs.shape[1]), 24)
     kernel = jax.jit(
         lambda s, b: integrated.integrated_gradients_kernel(
-            smooth_apply, params, s, None, b, (0, 1), jnp.asarray(alphas), jnp.asarray(weights, jnp.float32)
+            smooth_apply, params, s, None, b, (0, 1), jnp.asarray(points), jnp.asarray(weights)
         )
     )
     attr = np.asarray(kernel(seq, refs))  # (N, 2, L, 4)

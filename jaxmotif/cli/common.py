@@ -21,9 +21,6 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-CPU_MEMORY_BUDGET = 4 * 2**30
-DEVICE_MEMORY_FRACTION = 0.5  # of the accelerator's free memory: XLA needs the rest for workspace
-
 
 class CliError(Exception):
     """Bad input or a refused output: reported as one ``error:`` line, exit status 1."""
@@ -103,17 +100,10 @@ def parse_memory(text: str) -> int:
 
 
 def default_memory_budget() -> int:
-    """Bytes a compiled call may hold: half the first device's free memory on an accelerator, 4 GB on CPU."""
-    import jax
+    """Bytes a compiled call may hold: :func:`jaxmotif.memory.default_memory_budget`."""
+    from jaxmotif.memory import default_memory_budget as default
 
-    device = jax.local_devices()[0]
-    if device.platform != "cpu":
-        with contextlib.suppress(Exception):
-            stats = device.memory_stats() or {}
-            free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
-            if free > 0:
-                return int(free * DEVICE_MEMORY_FRACTION)
-    return CPU_MEMORY_BUDGET
+    return default()
 
 
 def add_max_memory_arg(parser: argparse.ArgumentParser) -> None:
