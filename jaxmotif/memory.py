@@ -136,6 +136,13 @@ def path_elements(
     return sequences * per_sequence + gradients + rows * length * 4
 
 
+def filter_sites_elements(sequences: int, length: int, filters: int, width: int) -> int:
+    """Elements a conv1 site-count call holds (:mod:`jaxmotif.filters`): per sequence the scores,
+    site mask and counted mask ``(L, F)`` each, the ``width`` shifted views ``(L, width, 4)`` and
+    their padded source, and the input."""
+    return sequences * length * (3 * filters + 4 * width + 2 * 4)
+
+
 def forward_elements(rows: int, activations: int, length: int) -> int:
     """Elements a forward-only call holds: ``rows * (A + L*4)``."""
     return rows * (activations + length * 4)

@@ -245,8 +245,8 @@ def test_saliency_cli(rng, tmp_path, capsys):
         str(tmp_path / "dnase.npy"),
     ]
     out = tmp_path / "ig.npz"
-    args = ["--method", "integrated_gradients", "--steps", "8", "--targets", "1", "--out", str(out), "--quiet"]
-    args += ["--logos", "3"]
+    args = ["--method", "integrated_gradients", "--steps", "8", "--targets", "1", "--out", str(out)]
+    args += ["--quiet", "--logos", "3"]
     assert main([*common, *args]) == 0
     with np.load(out) as z:
         assert z["saliency"].shape == (3, 64, 4) and list(z["names"]) == ["s0", "s1", "s2"]
