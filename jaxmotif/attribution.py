@@ -59,6 +59,32 @@ def resolve_targets(model, target) -> tuple[tuple[int, ...], bool]:
     return model.target_indices(target), isinstance(target, str | int | np.integer)
 
 
+def by_target_groups(targets: tuple[int, ...], per_call: int, run: Callable) -> np.ndarray:
+    """``run(group) -> (N, len(group), L, 4)`` over groups of at most ``per_call`` targets, joined on axis 1.
+
+    One group (one compiled call per chunk) unless the memory budget cannot hold every target at once.
+    """
+    from jaxmotif.memory import target_groups
+
+    parts = [run(group) for group in target_groups(tuple(targets), per_call)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def gradient_chunks(model, n: int, targets: int, max_memory: int | None, batch_size: int | None):
+    """(sequences per call, targets per call) of a gradient-type kernel under the memory budget."""
+    from jaxmotif.memory import activation_elements, gradient_plan, param_bytes, resolve_budget
+
+    return gradient_plan(
+        resolve_budget(max_memory),
+        rows=n,
+        targets=targets,
+        activations=activation_elements(model),
+        length=model.config.seq_len,
+        fixed_bytes=param_bytes(model),
+        max_rows=batch_size,
+    )
+
+
 def saliency(
     model,
     seq,
@@ -67,7 +93,8 @@ def saliency(
     method: str = "grad_x_input",
     *,
     logits: bool = False,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
     key: jax.Array | None = None,
     **options,
@@ -88,7 +115,10 @@ def saliency(
         shuffled baselines) | ``smoothgrad`` (options ``samples``, ``sigma``, ``sample_batch``;
         ``key`` required), :mod:`jaxmotif.integrated`.
     logits: differentiate the output before the final activation instead of after it.
-    batch_size: sequences per compiled chunk (memory grows with batch_size x targets).
+    batch_size: optional upper bound on the sequences per compiled call.
+    max_memory: bytes one compiled call may hold (default
+        :func:`jaxmotif.memory.default_memory_budget`); the sequences (and, if one sequence with
+        every target does not fit, the targets) per call are chosen from it (:mod:`jaxmotif.memory`).
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
     key: a ``jax.random`` key, for the methods that draw random numbers.
     options: keyword options of the method (see ``method``).
@@ -96,29 +126,34 @@ def saliency(
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"method={method!r} must be one of {ATTRIBUTION_METHODS}")
     if method not in GRADIENT_METHODS:
-        return _other_method(model, seq, dnase, target, method, logits, batch_size, precision, key, options)
+        common = {"batch_size": batch_size, "max_memory": max_memory, "precision": precision}
+        return _other_method(model, seq, dnase, target, method, logits, common, key, options)
     if options or key is not None:
         given = sorted(options) + (["key"] if key is not None else [])
         raise ValueError(f"method={method!r} takes no options {given}")
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
 
-    def make():
-        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
-        return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, targets, method))
-
-    kernel = model.compiled_fn(("saliency", targets, method, logits, precision), make)
+    rows, per_call = gradient_chunks(model, seq.shape[0], len(targets), max_memory, batch_size)
     params = model.params
-    result = map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=batch_size)
+
+    def run(group):
+        def make():
+            apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+            return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, group, method))
+
+        kernel = model.compiled_fn(("saliency", group, method, logits, precision), make)
+        return map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=rows)
+
+    result = by_target_groups(targets, per_call, run)
     return result[:, 0] if squeeze else result
 
 
-def _other_method(model, seq, dnase, target, method, logits, batch_size, precision, key, options):
+def _other_method(model, seq, dnase, target, method, logits, common, key, options):
     """saliency() for the methods of jaxmotif.projections and jaxmotif.integrated (imported here:
     they import this module)."""
     from jaxmotif import integrated, projections
 
-    common = {"batch_size": batch_size, "precision": precision}
     allowed = {
         "deconvnet": (),
         "guided_backprop": (),

@@ -45,6 +45,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxmotif.batching import BATCH_AXIS, batch_mesh, chunk_size_for
+from jaxmotif.memory import ITEMSIZE, filter_sites_elements, resolve_budget
 
 THRESHOLD_MODES = ("seed", "max-activation")
 ALIGNMENTS = ("filter", "seed")
@@ -250,6 +251,7 @@ def conv1_pwms(
     alignment: str = "filter",
     max_over: str = "bases",
     batch_size: int = 256,
+    max_memory: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Conv1PWMs:
     """Position weight matrices of the model's conv1 filters from the windows where they fire.
@@ -268,7 +270,10 @@ def conv1_pwms(
         window, 4 positions to the right).
     max_over: how the seed rule's best score is taken, ``"bases"`` (default) | ``"positions"``
         (the seed script's axis).
-    batch_size: sequences per compiled chunk.
+    batch_size: at most this many sequences per compiled chunk.
+    max_memory: bytes one compiled call may hold (default
+        :func:`jaxmotif.memory.default_memory_budget`); the chunk is cut to fit
+        (:func:`jaxmotif.memory.filter_sites_elements` per sequence).
     progress: called with the number of sequences after each chunk (and pass, for max-activation).
 
     Returns a :class:`Conv1PWMs`.
@@ -292,6 +297,9 @@ def conv1_pwms(
     seqs = _check_seqs(seqs, kernel.shape[0])
     # Per-chunk counts are float32 sums of 0/1 terms, exact while a chunk has < 2**24 positions.
     batch_size = max(1, min(batch_size, _EXACT_FLOAT32 // seqs.shape[1]))
+    per_sequence = filter_sites_elements(1, seqs.shape[1], kernel.shape[2], kernel.shape[0])
+    fit = (resolve_budget(max_memory) - kernel.nbytes - bias.nbytes) // (ITEMSIZE * per_sequence)
+    batch_size = max(1, min(batch_size, fit))
     k_dev, b_dev = jnp.asarray(kernel), jnp.asarray(bias)
 
     if mode == "seed":

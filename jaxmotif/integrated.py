@@ -10,8 +10,11 @@
   averaged over ``samples`` copies of the input with Gaussian noise of standard deviation ``sigma``
   added (a one-hot input spans 0..1, so ``sigma`` is also the fraction of the input range).
 
-The path points / noisy copies of a chunk of sequences are vmapped and evaluated ``step_batch`` at
-a time under a ``lax.scan``, so memory stays bounded whatever ``steps`` or ``samples`` is. The
+Every (reference, path point) pair / noisy copy of a chunk of sequences is one value of a
+``lax.scan`` that carries only the accumulated attributions, evaluated ``step_batch`` values at a
+time; the sequences per call, values per scan step and targets per call come from a memory budget
+(:mod:`jaxmotif.memory`), so memory stays bounded whatever N, targets, ``steps``, ``num_baselines``
+or ``samples`` is. The
 DNase input of two-branch models is held at its value; only the sequence is attributed.
 """
 
@@ -21,8 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmotif.attribution import resolve_targets, saliency_kernel
+from jaxmotif.attribution import by_target_groups, resolve_targets, saliency_kernel
 from jaxmotif.batching import map_batches
+from jaxmotif.memory import activation_elements, param_bytes, path_plan, resolve_budget
 from jaxmotif.precision import with_precision
 
 BASELINES = ("zeros", "uniform", "shuffle")
@@ -180,52 +184,67 @@ def integration_points(steps: int, rule: str = "gausslegendre") -> tuple[np.ndar
     raise ValueError(f"rule={rule!r} must be one of {INTEGRATION_RULES}")
 
 
+def path_points(steps: int, rule: str, references: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (reference index, alpha) pair, shape=(B * steps, 2), and its weight / B, shape=(B * steps,).
+
+    The scan values of :func:`integrated_gradients_kernel` (chunk them with ``_padded_chunks``).
+    """
+    alphas, weights = integration_points(steps, rule)
+    pairs = np.stack([np.repeat(np.arange(references), steps), np.tile(alphas, references)], axis=-1)
+    return pairs.astype(np.float32), (np.tile(weights, references) / references).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
 
 def _padded_chunks(values: np.ndarray, weights: np.ndarray, chunk: int):
-    """(values, weights) reshaped to (C, chunk), padded with weight-0 entries."""
+    """(values, weights) reshaped to (C, chunk, ...), padded with weight-0 entries."""
     chunk = max(1, min(chunk, len(values)))
     pad = -len(values) % chunk
-    values = np.concatenate([values, np.zeros(pad, values.dtype)])
+    values = np.concatenate([values, np.zeros((pad, *values.shape[1:]), values.dtype)])
     weights = np.concatenate([weights, np.zeros(pad, weights.dtype)])
-    return values.reshape(-1, chunk), weights.reshape(-1, chunk)
+    return values.reshape(-1, chunk, *values.shape[1:]), weights.reshape(-1, chunk)
 
 
-def _weighted_gradient_sum(apply_fn, params, points_fn: Callable, dnase, targets, xs, weights):
-    """Σ_j w_j ∇f(points_fn(x_j)) with the point sets of one scan step vmapped.
+def _weighted_gradient_sum(apply_fn, params, points_fn: Callable, dnase, targets, xs, weights, scale_fn=None):
+    """Σ_j w_j s_j ⊙ ∇f(points_fn(x_j)) with the points of one scan step vmapped.
 
-    points_fn(chunk) -> inputs of shape (N, G, S, L, 4) for a chunk of S scan values (G: groups,
-    e.g. baselines); returns shape=(N, G, K, L, 4).
+    points_fn(chunk) -> inputs of shape (N, S, L, 4) for a chunk of S scan values; scale_fn(chunk)
+    -> the multipliers s_j, shape (N, S, L, 4), or None for 1. Only the accumulator (N, K, L, 4)
+    is carried between scan steps, so memory does not grow with the number of scan values.
+    Returns shape=(N, K, L, 4).
     """
 
     def body(acc, chunk):
         x_values, w = chunk
-        x = points_fn(x_values)  # (N, G, S, L, 4): the sharded batch axis stays leading
-        n, g, s, length, alphabet = x.shape
-        d = None if dnase is None else jnp.broadcast_to(dnase[:, None, None], (n, g, s, length))
+        x = points_fn(x_values)  # (N, S, L, 4): the sharded batch axis stays leading
+        n, s, length, alphabet = x.shape
+        d = None if dnase is None else jnp.broadcast_to(dnase[:, None], (n, s, length))
         flat = saliency_kernel(
             apply_fn,
             params,
-            x.reshape(n * g * s, length, alphabet),
-            None if d is None else d.reshape(n * g * s, length),
+            x.reshape(n * s, length, alphabet),
+            None if d is None else d.reshape(n * s, length),
             targets,
             "gradient",
         )
-        grads = flat.reshape(n, g, s, len(targets), length, alphabet)
-        return acc + jnp.sum(w.reshape(1, 1, s, 1, 1, 1) * grads, axis=2), None
+        grads = flat.reshape(n, s, len(targets), length, alphabet)
+        w = w.reshape(1, s, 1, 1, 1)
+        if scale_fn is not None:
+            w = w * scale_fn(x_values)[:, :, None]
+        return acc + jnp.sum(w * grads, axis=1), None
 
-    first = points_fn(xs[0])
-    n, g, _, length, alphabet = first.shape
-    init = jnp.zeros((n, g, len(targets), length, alphabet), jnp.float32)
+    first = jax.eval_shape(points_fn, xs[0])
+    n, _, length, alphabet = first.shape
+    init = jnp.zeros((n, len(targets), length, alphabet), jnp.float32)
     acc, _ = jax.lax.scan(body, init, (xs, weights))
     return acc
 
 
 def integrated_gradients_kernel(
-    apply_fn: Callable, params, seq, dnase, baselines, targets: Sequence[int], alphas, weights
+    apply_fn: Callable, params, seq, dnase, baselines, targets: Sequence[int], points, weights
 ):
     """Pure kernel: integrated gradients of ``targets`` from each reference, averaged over them.
 
@@ -235,18 +254,24 @@ def integrated_gradients_kernel(
     seq: shape=(N, L, 4); dnase: shape=(N, L) or None (held fixed).
     baselines: shape=(N, B, L, 4) references.
     targets: output indices, static.
-    alphas, weights: shape=(C, S) quadrature nodes and weights, scanned C times S at a time
-        (weight-0 padding allowed).
+    points: shape=(C, S, 2) (reference index, alpha) pairs, scanned C times S at a time: every
+        path point of every reference is one scan value, so memory per step does not grow with B.
+    weights: shape=(C, S) quadrature weight / B (0 for padding).
 
-    Returns shape=(N, K, L, 4).
+    Returns shape=(N, K, L, 4): Σ_b Σ_j w_j (x - x'_b) ⊙ ∇f(x'_b + α_j (x - x'_b)) / B.
     """
     diff = seq[:, None] - baselines  # (N, B, L, 4)
 
-    def points(a):
-        return baselines[:, :, None] + a.reshape(1, 1, -1, 1, 1) * diff[:, :, None]
+    def refs(p):
+        return p[:, 0].astype(jnp.int32)
 
-    mean_grad = _weighted_gradient_sum(apply_fn, params, points, dnase, targets, alphas, weights)
-    return jnp.mean(diff[:, :, None] * mean_grad, axis=1)
+    def path(p):
+        alpha = p[:, 1].reshape(1, -1, 1, 1)
+        return baselines[:, refs(p)] + alpha * diff[:, refs(p)]  # (N, S, L, 4)
+
+    return _weighted_gradient_sum(
+        apply_fn, params, path, dnase, targets, points, weights, scale_fn=lambda p: diff[:, refs(p)]
+    )
 
 
 def smoothgrad_kernel(
@@ -270,9 +295,9 @@ def smoothgrad_kernel(
 
     def points(js):
         eps = jax.vmap(lambda i: jax.vmap(lambda j: noise(i, j))(js))(rows)  # (N, S, L, 4)
-        return (seq[:, None] + sigma * eps)[:, None]  # (N, 1, S, L, 4)
+        return seq[:, None] + sigma * eps
 
-    return _weighted_gradient_sum(apply_fn, params, points, dnase, targets, samples, weights)[:, 0]
+    return _weighted_gradient_sum(apply_fn, params, points, dnase, targets, samples, weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,8 +317,9 @@ def integrated_gradients(
     rule: str = "gausslegendre",
     key: jax.Array | None = None,
     logits: bool = False,
-    batch_size: int = 16,
-    step_batch: int = 16,
+    batch_size: int | None = None,
+    step_batch: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
 ) -> np.ndarray:
     """Integrated gradients (Sundararajan et al. 2017) of ``model``'s outputs for one-hot sequences.
@@ -308,8 +334,11 @@ def integrated_gradients(
         sequence, averaged; needs ``key``) | an array (see :func:`make_baselines`).
     rule: ``gausslegendre`` (default, as Captum) | ``riemann_middle`` | ``riemann_trapezoid``.
     logits: attribute the output before the final activation.
-    batch_size: sequences per compiled chunk; step_batch: path points per sequence and reference
-        evaluated at once (memory grows with batch_size x num_baselines x step_batch x targets).
+    max_memory: bytes one compiled call may hold (default
+        :func:`jaxmotif.memory.default_memory_budget`): the sequences per call, the (path point,
+        reference) pairs per scan step and the targets per call are chosen from it
+        (:func:`jaxmotif.memory.path_plan`).
+    batch_size, step_batch: optional upper bounds on sequences per call and points per scan step.
     precision: ``fp32`` (default) | ``tf32`` | ``bf16``.
 
     Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``.
@@ -317,17 +346,36 @@ def integrated_gradients(
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
     refs = make_baselines(seq, baseline, key=key, num_baselines=num_baselines)
-    alphas, weights = _padded_chunks(*integration_points(steps, rule), step_batch)
-
-    def make():
-        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
-        a, w = jnp.asarray(alphas, jnp.float32), jnp.asarray(weights, jnp.float32)
-        return jax.jit(lambda p, s, d, b: integrated_gradients_kernel(apply_fn, p, s, d, b, targets, a, w))
-
-    cache_key = ("integrated_gradients", targets, steps, rule, alphas.shape, logits, precision)
-    kernel = model.compiled_fn(cache_key, make)
+    n_refs = refs.shape[1]
+    pairs, pair_weights = path_points(steps, rule, n_refs)
+    n_seq, per_step, per_call = path_plan(
+        resolve_budget(max_memory),
+        sequences=seq.shape[0],
+        points=len(pairs),
+        targets=len(targets),
+        references=n_refs,
+        activations=activation_elements(model),
+        length=seq.shape[1],
+        fixed_bytes=param_bytes(model),
+        max_sequences=batch_size,
+        max_points=step_batch,
+    )
+    points, weights = (jnp.asarray(a) for a in _padded_chunks(pairs, pair_weights, per_step))
     params = model.params
-    result = map_batches(lambda s, d, b: kernel(params, s, d, b), [seq, dnase, refs], batch_size=batch_size)
+
+    def run(group):
+        def make():
+            apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+            return jax.jit(
+                lambda p, s, d, b, pts, w: integrated_gradients_kernel(apply_fn, p, s, d, b, group, pts, w)
+            )
+
+        kernel = model.compiled_fn(("integrated_gradients", group, logits, precision), make)
+        return map_batches(
+            lambda s, d, b: kernel(params, s, d, b, points, weights), [seq, dnase, refs], batch_size=n_seq
+        )
+
+    result = by_target_groups(targets, per_call, run)
     return result[:, 0] if squeeze else result
 
 
@@ -341,20 +389,20 @@ def smoothgrad(
     samples: int = 50,
     sigma: float = 0.15,
     logits: bool = False,
-    batch_size: int = 16,
-    sample_batch: int = 16,
+    batch_size: int | None = None,
+    sample_batch: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
 ) -> np.ndarray:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of each sequence.
 
     Parameters
     ----------
-    model, seq, dnase, target, logits, precision: as :func:`integrated_gradients`.
-    key: a ``jax.random`` key (required); results do not depend on ``batch_size`` or
-        ``sample_batch``.
+    model, seq, dnase, target, logits, max_memory, precision: as :func:`integrated_gradients`.
+    key: a ``jax.random`` key (required); results do not depend on the chunk sizes.
     samples: noisy copies per sequence; sigma: the noise's standard deviation (one-hot inputs span
         0..1; Smilkov et al. suggest 10-20 % of the range).
-    batch_size, sample_batch: sequences per compiled chunk, noisy copies evaluated at once.
+    batch_size, sample_batch: optional upper bounds on sequences per call and noisy copies per scan step.
 
     Returns shape=(N, L, 4) for one target, (N, K, L, 4) for several.
     """
@@ -366,21 +414,37 @@ def smoothgrad(
         raise ValueError(f"sigma={sigma} must be non-negative")
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
-    js, weights = np.arange(samples, dtype=np.int32), np.full(samples, 1.0 / samples)
-    js, weights = _padded_chunks(js, weights, sample_batch)
+    n_seq, per_step, per_call = path_plan(
+        resolve_budget(max_memory),
+        sequences=seq.shape[0],
+        points=samples,
+        targets=len(targets),
+        references=0,
+        activations=activation_elements(model),
+        length=seq.shape[1],
+        fixed_bytes=param_bytes(model),
+        max_sequences=batch_size,
+        max_points=sample_batch,
+    )
+    js, weights = _padded_chunks(
+        np.arange(samples, dtype=np.int32), np.full(samples, 1.0 / samples, np.float32), per_step
+    )
+    js, weights = jnp.asarray(js), jnp.asarray(weights)
     sigma = float(sigma)
-
-    def make():
-        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
-        j, w = jnp.asarray(js), jnp.asarray(weights, jnp.float32)
-        return jax.jit(lambda p, s, d, r, k: smoothgrad_kernel(apply_fn, p, s, d, r, k, targets, sigma, j, w))
-
-    kernel = model.compiled_fn(("smoothgrad", targets, samples, js.shape, sigma, logits, precision), make)
     params = model.params
     rows = np.arange(seq.shape[0], dtype=np.int32)
 
-    def chunk_fn(s, d, r):
-        return kernel(params, s, d, r, key)
+    def run(group):
+        def make():
+            apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+            return jax.jit(
+                lambda p, s, d, r, k, j, w: smoothgrad_kernel(apply_fn, p, s, d, r, k, group, sigma, j, w)
+            )
 
-    result = map_batches(chunk_fn, [seq, dnase, rows], batch_size=batch_size)
+        kernel = model.compiled_fn(("smoothgrad", group, sigma, logits, precision), make)
+        return map_batches(
+            lambda s, d, r: kernel(params, s, d, r, key, js, weights), [seq, dnase, rows], batch_size=n_seq
+        )
+
+    result = by_target_groups(targets, per_call, run)
     return result[:, 0] if squeeze else result

@@ -38,8 +38,8 @@ def _letters(alphabet: str, n_columns: int) -> list[str]:
     return letters
 
 
-def _logo(ax: Axes, heights: np.ndarray, letters: list[str]) -> logomaker.Logo:
-    frame = pd.DataFrame(heights, columns=letters)
+def _logo(ax: Axes, heights: np.ndarray, letters: list[str], start: int = 0) -> logomaker.Logo:
+    frame = pd.DataFrame(heights, columns=letters, index=np.arange(start, start + len(heights)))
     # logomaker's 'classic' colours know the nucleotides only; other alphabets get its default.
     scheme = "classic" if set(letters) <= set("ACGTU") else None
     kwargs = {"color_scheme": scheme} if scheme else {}
@@ -107,7 +107,13 @@ def plot_pwm_logo(
 
 
 def plot_attribution_logo(
-    ax: Axes, values: np.ndarray, alphabet: str = "ACGT", title: str | None = None
+    ax: Axes,
+    values: np.ndarray,
+    alphabet: str = "ACGT",
+    title: str | None = None,
+    *,
+    start: int = 0,
+    xlabel: str | None = None,
 ) -> logomaker.Logo:
     """Draw signed per-base attributions (e.g. gradient × input) as letters scaled by their value.
 
@@ -123,6 +129,11 @@ def plot_attribution_logo(
     alphabet : str
         The ``k`` letters of the columns; the labels come from here.
     title : str or None
+    start : int
+        The x coordinate of the first row (e.g. its genome position), so the axis shows real
+        positions; 0 by default (window offsets).
+    xlabel : str or None
+        The x-axis label (e.g. ``"chr1 (1-based)"``).
 
     Returns
     -------
@@ -135,9 +146,11 @@ def plot_attribution_logo(
     if not np.isfinite(v).all():
         pos = int(np.argmax(~np.isfinite(v).all(axis=1)))
         raise ValueError(f"values have NaN or inf at position {pos}")
-    logo = _logo(ax, v, letters)
+    logo = _logo(ax, v, letters, start)
     ax.axhline(0.0, color="0.5", linewidth=0.5)
     ax.set_ylabel("attribution")
+    if xlabel is not None:
+        ax.set_xlabel(xlabel, fontsize=8)
     if title is not None:
         ax.set_title(title, fontsize=9)
     return logo

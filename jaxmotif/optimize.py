@@ -13,13 +13,15 @@ Parameterizations:
 - ``"direct"``: X itself is optimized (DeepMotif); X is real-valued, not a one-hot.
 - ``"softmax"``: X = softmax(Z) over the 4 bases, Z optimized; X is a distribution at every step.
 
-Every target x every restart is one row of a single batched input, optimized together in one
-compiled ``lax.scan`` over the steps: one forward and backward pass per step for all rows, each row's
-objective taking its own target. Rows are independent (the model is in eval mode and rmsprop acts
-elementwise), so a row's result does not depend on which other rows share the call. Each row starts
-from a small random normal drawn with its own key ``fold_in(key, target * 100003 + restart)``
-(``target`` the model's output index), so results for a (target, restart) pair are the same
-whether it is optimized alone or with others. The rows are sharded over all local devices.
+Every target x every restart is one row of a single batched input (split into groups only when the
+memory budget needs it, :mod:`jaxmotif.memory`), optimized together by a compiled ``lax.scan`` over
+the steps, run a chunk of steps per call so progress can be reported: one forward and backward pass
+per step for all rows, each row's objective taking its own target. Rows are independent (the model
+is in eval mode and rmsprop acts elementwise), so a row's result does not depend on which other rows
+share the call. Each row starts from a small random normal drawn with its own key ``fold_in(key,
+target * 100003 + restart)`` (``target`` the model's output index), so results for a (target,
+restart) pair are the same whether it is optimized alone or with others. The rows are sharded over
+all local devices.
 
 The PWM of a target is DeepMotif's: the best restart's input clamped at 0, normalized per position,
 plus 0.01 and renormalized.
@@ -81,6 +83,53 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     raise ValueError(f"optimizer={name!r} must be one of {OPTIMIZERS}")
 
 
+def _to_input(z, parameterization: str):
+    return jax.nn.softmax(z, axis=-1) if parameterization == "softmax" else z
+
+
+def _class_scores(apply_fn, params, x, target_rows, dnase):
+    out = apply_fn(params, x, dnase)  # (N, T)
+    return jnp.take_along_axis(out, target_rows.reshape(-1, 1), axis=1)[:, 0].astype(jnp.float32)
+
+
+def class_optimization_steps(
+    apply_fn: Callable,
+    params,
+    carry,
+    target_rows,
+    dnase,
+    *,
+    steps: int,
+    optimizer: optax.GradientTransformation,
+    l2: float,
+    parameterization: str,
+):
+    """Pure kernel: ``steps`` steps of gradient ascent from ``carry = (z, optimizer state)``.
+
+    Running it K steps at a time, the carry passed on, gives the same numbers as one scan over all
+    the steps (the scan body is the same); that is how :func:`class_inputs` reports progress.
+    Returns (carry, score trace (N, steps): S_c before each step).
+    """
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization={parameterization!r} must be one of {PARAMETERIZATIONS}")
+
+    def loss(z):
+        x = _to_input(z, parameterization)
+        scores = _class_scores(apply_fn, params, x, target_rows, dnase)
+        penalty = l2 * jnp.sum(jnp.square(x.astype(jnp.float32)), axis=(1, 2))
+        # Rows are independent, so the gradient of the sum is each row's own gradient.
+        return -jnp.sum(scores - penalty), scores
+
+    def step(carry, _):
+        z, opt_state = carry
+        (_, scores), grad = jax.value_and_grad(loss, has_aux=True)(z)
+        updates, opt_state = optimizer.update(grad, opt_state, z)
+        return (optax.apply_updates(z, updates), opt_state), scores
+
+    carry, trace = jax.lax.scan(step, carry, None, length=steps)
+    return carry, jnp.moveaxis(trace, 0, 1)
+
+
 def class_optimization_kernel(
     apply_fn: Callable,
     params,
@@ -105,32 +154,19 @@ def class_optimization_kernel(
 
     Returns (inputs (N, L, 4), final scores (N,), score trace (N, steps)).
     """
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"parameterization={parameterization!r} must be one of {PARAMETERIZATIONS}")
-
-    def to_input(z):
-        return jax.nn.softmax(z, axis=-1) if parameterization == "softmax" else z
-
-    def class_scores(x):
-        out = apply_fn(params, x, dnase)  # (N, T)
-        return jnp.take_along_axis(out, target_rows.reshape(-1, 1), axis=1)[:, 0].astype(jnp.float32)
-
-    def loss(z):
-        x = to_input(z)
-        scores = class_scores(x)
-        penalty = l2 * jnp.sum(jnp.square(x.astype(jnp.float32)), axis=(1, 2))
-        # Rows are independent, so the gradient of the sum is each row's own gradient.
-        return -jnp.sum(scores - penalty), scores
-
-    def step(carry, _):
-        z, opt_state = carry
-        (_, scores), grad = jax.value_and_grad(loss, has_aux=True)(z)
-        updates, opt_state = optimizer.update(grad, opt_state, z)
-        return (optax.apply_updates(z, updates), opt_state), scores
-
-    (z, _), trace = jax.lax.scan(step, (init, optimizer.init(init)), None, length=steps)
-    x = to_input(z)
-    return x, class_scores(x), jnp.moveaxis(trace, 0, 1)
+    (z, _), trace = class_optimization_steps(
+        apply_fn,
+        params,
+        (init, optimizer.init(init)),
+        target_rows,
+        dnase,
+        steps=steps,
+        optimizer=optimizer,
+        l2=l2,
+        parameterization=parameterization,
+    )
+    x = _to_input(z, parameterization)
+    return x, _class_scores(apply_fn, params, x, target_rows, dnase), trace
 
 
 def deepmotif_pwm(x, pseudocount: float = PWM_PSEUDOCOUNT) -> np.ndarray:
@@ -227,6 +263,9 @@ def class_inputs(
     logits: bool = True,
     init_scale: float = 0.01,
     precision: str | None = None,
+    max_memory: int | None = None,
+    steps_per_call: int | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> ClassInputs:
     """The inputs that maximize each target's class score (DeepMotif / Simonyan class optimization).
 
@@ -244,9 +283,19 @@ def class_inputs(
     logits: maximize the logit (default, Simonyan's unnormalized score) or the activated output.
     init_scale: standard deviation of the random start.
     precision: ``fp32`` (default) | ``tf32`` | ``bf16``.
+    max_memory: bytes one compiled call may hold (default
+        :func:`jaxmotif.memory.default_memory_budget`); the (target, restart) rows are optimized in
+        groups of the size it allows (rows are independent, so the results do not change).
+    steps_per_call: steps per compiled call (default: 2 % of ``steps``, at least 10); the scan
+        runs in such chunks, the carry passed on, which gives the same numbers as one scan.
+    progress: called after each chunk with (the steps it added, as a fraction of the whole run's
+        ``steps`` when the rows are split into groups, so the calls sum to ``steps``; the best
+        class score reached so far).
 
     Returns a :class:`ClassInputs`.
     """
+    from jaxmotif.memory import activation_elements, gradient_plan, param_bytes, resolve_budget
+
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"parameterization={parameterization!r} must be one of {PARAMETERIZATIONS}")
     if optimizer not in OPTIMIZERS:
@@ -259,66 +308,93 @@ def class_inputs(
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name}={value} must be a finite non-negative number")
     restarts, steps = int(restarts), int(steps)
+    chunk_steps = max(10, steps // 50) if steps_per_call is None else int(steps_per_call)
+    if chunk_steps < 1:
+        raise ValueError(f"steps_per_call={steps_per_call} must be positive")
+    chunk_steps = min(chunk_steps, steps)
     target_ids = _resolve_targets(model, targets)
     profile = _dnase_profile(model, dnase)
     length = model.config.seq_len
 
     rows = len(target_ids) * restarts
     mesh = batch_mesh()
-    padded = -(-rows // mesh.size) * mesh.size  # rows padded to a multiple of the devices, then dropped
+    # Each row is one forward and one backward pass (plus the optimizer state, 3 x L x 4).
+    group, _ = gradient_plan(
+        resolve_budget(max_memory),
+        rows=rows,
+        targets=1,
+        activations=activation_elements(model) + 3 * length * 4,
+        length=length,
+        fixed_bytes=param_bytes(model),
+    )
+    group = -(-group // mesh.size) * mesh.size  # rows per call: a multiple of the devices
     keys = row_keys(key, target_ids, restarts)
-    init = jax.vmap(lambda k: jax.random.normal(k, (length, 4), jnp.float32))(keys) * init_scale
-    target_rows = np.repeat(np.asarray(target_ids, np.int32), restarts)
-    init = np.asarray(init)
-    if padded > rows:
-        init = np.concatenate([init, np.repeat(init[-1:], padded - rows, axis=0)])
-        target_rows = np.concatenate([target_rows, np.repeat(target_rows[-1:], padded - rows)])
+    starts = jax.vmap(lambda k: jax.random.normal(k, (length, 4), jnp.float32))(keys)
+    init_all = np.asarray(starts * init_scale)
+    target_all = np.repeat(np.asarray(target_ids, np.int32), restarts)
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    dnase_rows = None if profile is None else np.broadcast_to(profile, (padded, length)).copy()
 
     def make():
         apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
         opt = make_optimizer(optimizer, learning_rate)
+        options = {"optimizer": opt, "l2": l2, "parameterization": parameterization}
 
-        def run(params, z0, trows, d):
-            return class_optimization_kernel(
-                apply_fn,
-                params,
-                z0,
-                trows,
-                d,
-                steps=steps,
-                optimizer=opt,
-                l2=l2,
-                parameterization=parameterization,
-            )
+        def start(z0):
+            return z0, opt.init(z0)
 
-        return jax.jit(run)
+        def advance(params, carry, trows, d, n):
+            return class_optimization_steps(apply_fn, params, carry, trows, d, steps=n, **options)
 
-    run = model.compiled_fn(
-        ("class_inputs", steps, learning_rate, l2, optimizer, parameterization, logits, precision), make
+        def finish(params, z, trows, d):
+            x = _to_input(z, parameterization)
+            return x, _class_scores(apply_fn, params, x, trows, d)
+
+        return jax.jit(start), jax.jit(advance, static_argnums=4), jax.jit(finish)
+
+    start, advance, finish = model.compiled_fn(
+        ("class_inputs", learning_rate, l2, optimizer, parameterization, logits, precision), make
     )
     scores_fn = model.compiled(precision, logits=logits)
-
-    def put(a):
-        return None if a is None else jax.device_put(a, sharding)
-
-    z0, trows, d = put(init), put(target_rows), put(dnase_rows)
-    x0 = jax.nn.softmax(z0, axis=-1) if parameterization == "softmax" else z0
-    initial = np.take_along_axis(np.asarray(scores_fn(model.params, x0, d)), target_rows[:, None], axis=1)[
-        :, 0
-    ]
-    x, scores, trace = (np.asarray(a)[:rows] for a in run(model.params, z0, trows, d))
+    params = model.params
+    best_so_far = -np.inf
+    xs, finals, traces, initials = [], [], [], []
+    for lo in range(0, rows, group):
+        hi = min(lo + group, rows)
+        pad = group - (hi - lo)  # the last group is padded (then dropped): one compiled shape
+        init = np.concatenate([init_all[lo:hi], np.repeat(init_all[hi - 1 : hi], pad, axis=0)])
+        trows_np = np.concatenate([target_all[lo:hi], np.repeat(target_all[hi - 1 : hi], pad)])
+        dnase_rows = None if profile is None else np.broadcast_to(profile, (len(init), length)).copy()
+        z0, trows = jax.device_put(init, sharding), jax.device_put(trows_np, sharding)
+        d = None if dnase_rows is None else jax.device_put(dnase_rows, sharding)
+        x0 = _to_input(z0, parameterization)
+        initial = np.asarray(scores_fn(params, x0, d))[np.arange(len(init)), trows_np]
+        initials.append(initial[: hi - lo])
+        carry = start(z0)
+        parts = []
+        done = 0
+        while done < steps:
+            n = min(chunk_steps, steps - done)
+            carry, trace = advance(params, carry, trows, d, n)
+            trace = np.asarray(trace)[: hi - lo]
+            parts.append(trace)
+            done += n
+            best_so_far = max(best_so_far, float(trace.max()))
+            if progress is not None:
+                progress(n * (hi - lo) / rows, best_so_far)
+        x, final = (np.asarray(a)[: hi - lo] for a in finish(params, carry[0], trows, d))
+        xs.append(x)
+        finals.append(final)
+        traces.append(np.concatenate(parts, axis=1))
 
     n_t = len(target_ids)
-    inputs = x.reshape(n_t, restarts, length, 4)
-    scores = scores.reshape(n_t, restarts)
+    inputs = np.concatenate(xs).reshape(n_t, restarts, length, 4)
+    scores = np.concatenate(finals).reshape(n_t, restarts)
     best = np.argmax(scores, axis=1)
     return ClassInputs(
         inputs=inputs,
         scores=scores,
-        initial_scores=initial[:rows].reshape(n_t, restarts).astype(np.float32),
-        score_trace=trace.reshape(n_t, restarts, steps),
+        initial_scores=np.concatenate(initials).reshape(n_t, restarts).astype(np.float32),
+        score_trace=np.concatenate(traces).reshape(n_t, restarts, steps),
         pwms=deepmotif_pwm(inputs[np.arange(n_t), best]),
         best_restart=best,
         targets=np.asarray(target_ids, np.int64),

@@ -119,7 +119,8 @@ def rule_saliency(
     *,
     method: str = "deconvnet",
     logits: bool = False,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
 ) -> np.ndarray:
     """``saliency`` under a ReLU rule: ``(N, L, 4)`` for one target, ``(N, K, L, 4)`` for several.
@@ -128,19 +129,23 @@ def rule_saliency(
     "gradient")`` but with ``method``'s ReLU rule. Call it through ``jaxmotif.saliency(...,
     method="deconvnet" | "guided_backprop")``.
     """
-    from jaxmotif.attribution import resolve_targets, saliency_kernel
+    from jaxmotif.attribution import by_target_groups, gradient_chunks, resolve_targets, saliency_kernel
 
     relu_rule(method)
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
-
-    def make():
-        apply_fn = with_precision(rule_apply(model, method, logits=logits), precision)
-        return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, targets, "gradient"))
-
-    kernel = model.compiled_fn(("rule_saliency", targets, method, logits, precision), make)
+    rows, per_call = gradient_chunks(model, seq.shape[0], len(targets), max_memory, batch_size)
     params = model.params
-    result = map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=batch_size)
+
+    def run(group):
+        def make():
+            apply_fn = with_precision(rule_apply(model, method, logits=logits), precision)
+            return jax.jit(lambda p, s, d: saliency_kernel(apply_fn, p, s, d, group, "gradient"))
+
+        kernel = model.compiled_fn(("rule_saliency", group, method, logits, precision), make)
+        return map_batches(lambda s, d: kernel(params, s, d), [seq, dnase], batch_size=rows)
+
+    result = by_target_groups(targets, per_call, run)
     return result[:, 0] if squeeze else result
 
 
@@ -281,7 +286,8 @@ def project(
     method: str = "deconvnet",
     signal: str = "ones",
     dnase=None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
 ) -> np.ndarray:
     """Projects one hidden unit or feature map back to the input (Zeiler & Fergus 2014, method 1).
@@ -300,10 +306,12 @@ def project(
         (Zeiler & Fergus's seed: the units' own rectified activations).
     dnase: shape=(N, L); only ``head.dense`` of two-branch models needs it (the sequence branch
         never reads it).
-    batch_size, precision: as :func:`jaxmotif.saliency`.
+    batch_size, max_memory, precision: as :func:`jaxmotif.saliency`.
 
     Returns shape=(N, L, 4), the signal reaching each base and letter.
     """
+    from jaxmotif.attribution import gradient_chunks
+
     relu = relu_rule(method)
     if signal not in PROJECTION_SIGNALS:
         raise ValueError(f"signal={signal!r} must be one of {PROJECTION_SIGNALS}")
@@ -345,6 +353,7 @@ def project(
     kernel = model.compiled_fn(("project", layer, whole_map, method, signal, precision), make)
     params = model.params
     unit = (np.int32(channel), np.int32(0 if whole_map else position))
+    batch_size, _ = gradient_chunks(model, seq.shape[0], 1, max_memory, batch_size)  # one backward pass
     return map_batches(lambda s, d: kernel(params, s, d, *unit), [seq, dnase], batch_size=batch_size)
 
 
@@ -388,7 +397,8 @@ def inverse_activation(
     target=0,
     *,
     value=None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    max_memory: int | None = None,
     precision: str | None = None,
 ) -> np.ndarray:
     """Inverse-activation projection of one output (Denas & Taylor 2013, seed method 3).
@@ -417,14 +427,18 @@ def inverse_activation(
     target: an output index or name.
     value: the output value to project, a float, shape=(N,), or None (default) for the model's own
         prediction on each sequence. Must lie strictly inside (0, 1) for sigmoid and softmax outputs.
-    batch_size, precision: as :func:`jaxmotif.saliency`.
+    batch_size, max_memory, precision: as :func:`jaxmotif.saliency`.
 
     Returns shape=(N, L, 4).
     """
+    from jaxmotif.attribution import gradient_chunks
+
     seq, dnase = model.check_inputs(seq, dnase)
     t = model.target_index(target)
     kind = model.config.final_activation
     n = seq.shape[0]
+    # One backward pass per row: the rows of a one-target gradient call (also bounds the forward pass).
+    batch_size, _ = gradient_chunks(model, n, 1, max_memory, batch_size)
     if value is None:
         values = np.asarray(model(seq, dnase, batch_size=batch_size, precision=precision))[:, t]
         if kind != "none":

@@ -358,3 +358,18 @@ def reverse_complement(x, alphabet: str = DNA_ALPHABET, *, name: str | None = No
     if x.ndim < 2 or x.shape[-1] != len(perm):
         raise ValueError(f"one-hot input must have shape (..., L, {len(perm)}), got {x.shape}")
     return x[..., ::-1, :][..., perm]
+
+
+_IUPAC_TO_N = str.maketrans({c: "N" for c in "RYSWKMBDHVryswkmbdhv"})
+
+
+def iupac_to_n(text: str) -> tuple[str, int]:
+    """IUPAC ambiguity codes (``RYSWKMBDHV``, any case) replaced by ``N``: ``(text, how many)``.
+
+    Real assemblies carry a few of them; the encoders read only ``ACGTN``. Other characters are
+    left for the encoder to reject by record and position.
+    """
+    out = text.translate(_IUPAC_TO_N)
+    if out == text:
+        return text, 0
+    return out, sum(a != b for a, b in zip(text, out, strict=True))

@@ -228,6 +228,7 @@ def test_demo_cli_bad_out_is_one_line_error(tmp_path, capsys):
     assert main(["--out", str(blocker)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+    assert "--overwrite" in err  # an existing output is refused
 
 
 def test_writable_genome_copy_indexes_with_pyfaidx(tmp_path):

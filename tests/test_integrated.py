@@ -104,10 +104,10 @@ def test_completeness_on_a_smooth_model(rng, rule, baseline):
     }
     seq = random_onehot(rng, 4, 50)
     refs = integrated.make_baselines(seq, baseline, key=jax.random.key(0), num_baselines=3)
-    alphas, weights = integrated._padded_chunks(*integrated.integration_points(64, rule), 24)
+    points, weights = integrated._padded_chunks(*integrated.path_points(64, rule, refs.shape[1]), 24)
     kernel = jax.jit(
         lambda s, b: integrated.integrated_gradients_kernel(
-            smooth_apply, params, s, None, b, (0, 1), jnp.asarray(alphas), jnp.asarray(weights, jnp.float32)
+            smooth_apply, params, s, None, b, (0, 1), jnp.asarray(points), jnp.asarray(weights)
         )
     )
     attr = np.asarray(kernel(seq, refs))  # (N, 2, L, 4)
@@ -245,7 +245,8 @@ def test_saliency_cli(rng, tmp_path, capsys):
         str(tmp_path / "dnase.npy"),
     ]
     out = tmp_path / "ig.npz"
-    args = ["--method", "integrated_gradients", "--steps", "8", "--target", "1", "--out", str(out), "--quiet"]
+    args = ["--method", "integrated_gradients", "--steps", "8", "--targets", "1", "--out", str(out)]
+    args += ["--quiet", "--logos", "3"]
     assert main([*common, *args]) == 0
     with np.load(out) as z:
         assert z["saliency"].shape == (3, 64, 4) and list(z["names"]) == ["s0", "s1", "s2"]
@@ -262,7 +263,7 @@ def test_saliency_cli(rng, tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     assert main([*common, "--method", "deconvnet", "--steps", "8", "--out", str(bad), "--quiet"]) == 1
     assert capsys.readouterr().err.strip() == "error: --steps not used by --method deconvnet"
-    assert main([*common, "--target", "H3K4me1", "--out", str(bad), "--quiet"]) == 1
+    assert main([*common, "--targets", "H3K4me1", "--out", str(bad), "--quiet"]) == 1
     assert "target='H3K4me1' is not an output" in capsys.readouterr().err
     fasta.write_text(">short\nACGT\n")
     assert main([*common, "--out", str(bad), "--quiet"]) == 1

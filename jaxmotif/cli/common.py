@@ -21,9 +21,6 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-CPU_MEMORY_BUDGET = 4 * 2**30
-DEVICE_MEMORY_FRACTION = 0.5  # of the accelerator's free memory: XLA needs the rest for workspace
-
 
 class CliError(Exception):
     """Bad input or a refused output: reported as one ``error:`` line, exit status 1."""
@@ -103,17 +100,10 @@ def parse_memory(text: str) -> int:
 
 
 def default_memory_budget() -> int:
-    """Bytes a compiled call may hold: half the first device's free memory on an accelerator, 4 GB on CPU."""
-    import jax
+    """Bytes a compiled call may hold: :func:`jaxmotif.memory.default_memory_budget`."""
+    from jaxmotif.memory import default_memory_budget as default
 
-    device = jax.local_devices()[0]
-    if device.platform != "cpu":
-        with contextlib.suppress(Exception):
-            stats = device.memory_stats() or {}
-            free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
-            if free > 0:
-                return int(free * DEVICE_MEMORY_FRACTION)
-    return CPU_MEMORY_BUDGET
+    return default()
 
 
 def add_max_memory_arg(parser: argparse.ArgumentParser) -> None:
@@ -190,3 +180,52 @@ def new_output(
     except BaseException:
         _remove(tmp)
         raise
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+def add_strict_bases_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict-bases",
+        action="store_true",
+        help="refuse IUPAC ambiguity codes (R, Y, K, ...) in FASTA input instead of reading them as N",
+    )
+
+
+def read_fasta_records(path: str | os.PathLike, strict_bases: bool = False, flag: str = "--fasta") -> list:
+    """Every record of a FASTA file, IUPAC codes read as N (one ``warning:`` line with the count).
+
+    With ``strict_bases`` an IUPAC code is refused by record and position instead. Other invalid
+    characters are left for the encoder, which names them the same way.
+    """
+    from jaxmotif.io.fasta import FastaError, FastaRecord, read_fasta
+    from jaxmotif.sequence import iupac_to_n
+
+    if not Path(path).is_file():
+        raise CliError(f"{flag} {path}: no such file")
+    try:
+        records = read_fasta(path)
+    except FastaError as err:
+        raise CliError(str(err)) from None
+    out, total, first = [], 0, None
+    for record in records:
+        text, count = iupac_to_n(record.sequence)
+        if count and first is None:
+            pos = next(i for i, (a, b) in enumerate(zip(record.sequence, text, strict=True)) if a != b)
+            first = (record.name, pos, record.sequence[pos])
+        total += count
+        out.append(FastaRecord(record.name, text) if count else record)
+    if total:
+        name, pos, char = first
+        if strict_bases:
+            raise CliError(
+                f"{flag} {path}: record {name!r} position {pos}: IUPAC code {char!r} "
+                f"({total} in all; --strict-bases refuses them)"
+            )
+        print(
+            f"warning: {flag} {path}: {total} IUPAC ambiguity code(s) read as N "
+            f"(first: record {name!r} position {pos} {char!r}); --strict-bases refuses them",
+            file=sys.stderr,
+        )
+    return out

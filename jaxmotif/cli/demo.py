@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxmotif.cli.common import add_overwrite_arg, check_output, new_output, run_cli
 from jaxmotif.demo import (
     DEMO_MOTIFS,
     DEMO_PLANTED,
@@ -27,9 +28,13 @@ example:
   python -m jaxmotif.demo --out demo_out
   python -m jaxmotif.demo --out demo_out --steps metrics filters
 
-steps: metrics (held-out AUROC), saliency (gradient x input logos), mutmap (Zarr store, bigWig
-summaries, DeepBind plot of a planted site), filters (conv1 PWMs, MEME, TomTom, logos), optimize
-(class optimization of H3K4me1 and H3K36me3, 4 restarts x 300 steps, TomTom, logos).
+steps: metrics (held-out AUROC), saliency (gradient x input logos), methods (every attribution
+method on one planted site), mutmap (Zarr store, bigWig summaries, DeepBind plot of a planted
+site), filters (conv1 PWMs, MEME, TomTom, logos), optimize (class optimization of H3K4me1 and
+H3K36me3, 4 restarts x 300 steps, TomTom, logos).
+
+An existing --out folder is refused unless --overwrite, which replaces it whole once the run is
+done (the steps write into a new folder beside it; nothing of an earlier run is left).
 """
 
 SALIENCY_SEQUENCES = 3  # demo sequences shown in the saliency step
@@ -305,7 +310,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--out", default="demo_out", help="output folder, created with its parents (default: %(default)s)"
+    )
+    add_overwrite_arg(parser)
     parser.add_argument(
         "--steps",
         nargs="+",
@@ -319,28 +327,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {out} exists and is not a folder", file=sys.stderr)
-        return 1
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = demo_paths()
-        model = demo_model()
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    return run_cli(lambda: _run(args), catch=(OSError, ValueError))
+
+
+def _run(args) -> int:
+    out = check_output(args.out, args.overwrite)
+    paths = demo_paths()
+    model = demo_model()
     print(f"demo model: {model}")
     names = args.steps or list(STEPS)
     written: list[Path] = []
-    for k, name in enumerate(names, start=1):
-        print(f"[{k}/{len(names)}] {name} ...")
-        t0 = time.perf_counter()
-        files = STEPS[name](out, model, paths)
-        for f in files:
-            print(f"  wrote {f}")
-        print(f"  ({time.perf_counter() - t0:.1f} s)")
-        written.extend(files)
+    with new_output(out, args.overwrite, folder=True) as tmp:
+        for k, name in enumerate(names, start=1):
+            print(f"[{k}/{len(names)}] {name} ...")
+            t0 = time.perf_counter()
+            # The steps write into the new folder; it becomes --out when every step is done.
+            files = [out / Path(f).relative_to(tmp) for f in STEPS[name](tmp, model, paths)]
+            for f in files:
+                print(f"  wrote {f}")
+            print(f"  ({time.perf_counter() - t0:.1f} s)")
+            written.extend(files)
     print(f"done: {len(written)} files in {out}")
     return 0
 

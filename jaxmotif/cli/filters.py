@@ -1,19 +1,27 @@
 """``python -m jaxmotif.filters``: conv1 filters -> PWMs -> MEME -> TomTom against JASPAR -> logos.
 
-Also holds the helpers that ``python -m jaxmotif.optimize`` shares: the motif-database options,
-the TomTom report with logos, and the staged output folder.
+Also holds the helpers that ``python -m jaxmotif.optimize`` shares: the motif-database options
+and the TomTom report with logos. Outputs, targets, memory and errors follow :mod:`jaxmotif.cli.common`.
 """
 
 import argparse
-import contextlib
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from jaxmotif.cli.common import (
+    CliError,
+    add_max_memory_arg,
+    add_overwrite_arg,
+    add_strict_bases_arg,
+    check_output,
+    memory_budget,
+    new_output,
+    read_fasta_records,
+    run_cli,
+)
 
 EPILOG_FILTERS = """\
 example:
@@ -24,15 +32,14 @@ example:
 
 writes OUT/filters.meme (one MOTIF filter{i} per filter with sites, i 1-based), OUT/filters.npz
 (counts, sites, thresholds, edge_sites_excluded, pwms), OUT/tomtom.tsv (top matches per filter)
-and OUT/logos.png (each filter's logo beside its best match).
+and OUT/logos.png (each filter's logo beside its best match). An existing OUT is refused unless
+--overwrite, which replaces the whole folder (no tomtom.tsv of an earlier run survives --no-tomtom).
+Records of other lengths than the model's window (e.g. variable-width peaks) are centred on it:
+longer ones cut to their central L bases, shorter ones padded with N on both sides.
 """
 
 TOP_MATCHES = 5
 LOGO_COLUMNS = 4
-
-
-class CliError(Exception):
-    """Bad input detected by a CLI; printed as one ``error: ...`` line."""
 
 
 def add_motif_db_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,27 +75,6 @@ def load_motif_database(spec: str, tax_group: str):
         raise CliError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:
         raise CliError(f"--motif-db {spec}: {err}") from None
-
-
-@contextlib.contextmanager
-def staged_output(out_dir: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out_dir``; on success its files are moved into ``out_dir``.
-
-    So a run that fails half-way leaves no partial set of outputs behind (files already in
-    ``out_dir`` from an earlier run stay as they were).
-    """
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"--out {out_dir} exists and is not a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-        out_dir.mkdir(exist_ok=True)
-        for path in sorted(tmp.iterdir()):
-            os.replace(path, out_dir / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_match_report(out: Path, motifs: Sequence, database, top: int = TOP_MATCHES) -> list[dict]:
@@ -138,17 +124,42 @@ def load_model_or_demo(checkpoint: str | None):
     return demo_model(), demo_paths()
 
 
-def read_sequences(fasta: Path, alphabet: str) -> tuple[np.ndarray, list[str]]:
-    """One-hot (N, L, 4) uint8 of every record of ``fasta`` (equal lengths), and the record names."""
-    from jaxmotif.io.fasta import read_fasta
+def centre_to_length(text: str, length: int) -> str:
+    """``text`` cut to its central ``length`` bases, or padded with N on both sides to ``length``."""
+    if len(text) >= length:
+        start = (len(text) - length) // 2
+        return text[start : start + length]
+    left = (length - len(text)) // 2
+    return "N" * left + text + "N" * (length - len(text) - left)
+
+
+def read_sequences(
+    fasta: Path, alphabet: str, length: int | None = None, strict_bases: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """One-hot (N, L, 4) uint8 of every record of ``fasta``, and the record names.
+
+    IUPAC codes are read as N (with a warning) unless ``strict_bases``. Records of unequal lengths
+    are centred to ``length`` (the model's window) with a one-line note saying so.
+    """
     from jaxmotif.sequence import one_hot_batch
 
-    if not fasta.is_file():
-        raise CliError(f"--fasta {fasta}: no such file")
-    records = read_fasta(fasta)
+    records = read_fasta_records(fasta, strict_bases)
     names = [r.name for r in records]
+    texts = [r.sequence for r in records]
+    lengths = {len(t) for t in texts}
+    if len(lengths) > 1 or (length is not None and lengths != {length}):
+        if length is None:
+            raise CliError(f"--fasta {fasta}: records of lengths {sorted(lengths)[:5]} need a window length")
+        resized = sum(len(t) != length for t in texts)
+        print(
+            f"note: {resized} of {len(texts)} records of {fasta} are not {length} bp (lengths "
+            f"{min(lengths)}-{max(lengths)}); each is centred on the model's {length}-bp window: "
+            "longer ones cut to their central bases, shorter ones padded with N",
+            file=sys.stderr,
+        )
+        texts = [centre_to_length(t, length) for t in texts]
     # uint8: exact for one-hot, and a quarter of the bytes to move to the device
-    return one_hot_batch([r.sequence for r in records], alphabet, names).astype(np.uint8), names
+    return one_hot_batch(texts, alphabet, names).astype(np.uint8), names
 
 
 def report_error(err: BaseException) -> int:
@@ -158,10 +169,7 @@ def report_error(err: BaseException) -> int:
 
 def run_reporting_errors(run, args) -> int:
     """``run(args)``; bad input (and a missing optional package) becomes one ``error:`` line, exit 1."""
-    try:
-        return run(args)
-    except (CliError, ValueError, FileNotFoundError, ImportError) as err:
-        return report_error(err)
+    return run_cli(lambda: run(args), catch=(ValueError, FileNotFoundError, ImportError))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", help="jaxmotif checkpoint folder (default: the bundled demo model)")
     parser.add_argument("--fasta", help="equal-length sequences, FASTA (default: the demo sequences)")
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--out", required=True, help="output folder (created with its parents)")
+    add_overwrite_arg(parser)
     parser.add_argument(
         "--threshold-factor",
         type=float,
@@ -200,7 +209,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seed rule's best score: best base per position, or the seed script's max over positions "
         "per base (default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="sequences per compiled chunk")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="at most this many sequences per compiled chunk (fewer when --max-memory needs it)",
+    )
+    add_max_memory_arg(parser)
+    add_strict_bases_arg(parser)
     add_motif_db_arguments(parser)
     return parser
 
@@ -220,10 +236,12 @@ def _run(args) -> int:
         raise CliError(f"--threshold-factor {args.threshold_factor} must be a finite number")
     if args.checkpoint is not None and args.fasta is None:
         raise CliError("--checkpoint needs --fasta (the demo sequences only fit the demo model)")
+    out = check_output(args.out, args.overwrite)
+    budget = memory_budget(args)
     database = None if args.no_tomtom else load_motif_database(args.motif_db, args.tax_group)
     model, demo = load_model_or_demo(args.checkpoint)
     fasta = Path(args.fasta) if args.fasta is not None else Path(demo.seqs)
-    seqs, _ = read_sequences(fasta, model.config.alphabet)
+    seqs, _ = read_sequences(fasta, model.config.alphabet, model.config.seq_len, args.strict_bases)
 
     passes = 2 if args.threshold_mode == "max-activation" else 1
     with tqdm(total=passes * seqs.shape[0], unit="seq", desc="conv1 sites", file=sys.stderr) as bar:
@@ -235,6 +253,7 @@ def _run(args) -> int:
             alignment=args.alignment,
             max_over=args.max_over,
             batch_size=args.batch_size,
+            max_memory=budget,
             progress=bar.update,
         )
     motifs = filter_motifs(result)
@@ -253,8 +272,7 @@ def _run(args) -> int:
 
     from jaxmotif.io.meme import write_meme
 
-    out = Path(args.out)
-    with staged_output(out) as tmp:
+    with new_output(out, args.overwrite, folder=True) as tmp:
         write_meme(tmp / "filters.meme", motifs)
         np.savez(
             tmp / "filters.npz",

@@ -8,23 +8,32 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmotif.cli.filters import (
+from jaxmotif.cli.common import (
     CliError,
+    add_max_memory_arg,
+    add_overwrite_arg,
+    add_targets_arg,
+    check_output,
+    memory_budget,
+    new_output,
+    resolve_cli_targets,
+)
+from jaxmotif.cli.filters import (
     add_motif_db_arguments,
     load_model_or_demo,
     load_motif_database,
     run_reporting_errors,
-    staged_output,
     write_logos_only,
     write_match_report,
 )
 
 EPILOG = """\
 example:
-  python -m jaxmotif.optimize --checkpoint ckpt/ --out optimized/ --targets H3K4me3 H3K27ac \\
+  python -m jaxmotif.optimize --checkpoint ckpt/ --out optimized/ --targets H3K4me3,H3K27ac \\
       --restarts 32 --steps 1000 --seed 0 --dnase const:1.0
 
-  Without --checkpoint the bundled demo model is used.
+  Without --checkpoint the bundled demo model is used. An existing --out folder is refused unless
+  --overwrite (then replaced whole). Progress (steps, best score so far) is shown as the scan runs.
 
 writes OUT/optimized.npz (inputs, scores reached, DeepMotif PWMs, windows), OUT/optimized.meme (each
 target's DeepMotif PWM over its highest-information 9-20 bp window, chosen on the magnitude-weighted
@@ -41,19 +50,22 @@ def parse_dnase(text: str):
             return float(text[len("const:") :])
         except ValueError:
             raise CliError(f"--dnase {text}: the constant must be a number, e.g. const:1.5") from None
+    if re.search(r"\.(bw|bigwig)$", text, flags=re.IGNORECASE):
+        raise CliError(
+            f"--dnase {text}: a bigWig track has no single profile for an optimized input (it is not a "
+            "genome window); give zeros, const:V or a .npy file with the profile of shape (L,)"
+        )
     path = Path(text)
     if not path.is_file():
         raise CliError(f"--dnase {text}: expected zeros, const:V or an existing .npy file")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise CliError(f"--dnase {text}: not a .npy file (expected zeros, const:V or a .npy of shape (L,))")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
         raise CliError(f"--dnase {text}: not a .npy array ({err})") from None
-
-
-def parse_targets(tokens: Sequence[str] | None):
-    if not tokens:
-        return None
-    return [int(t) if re.fullmatch(r"\d+", t) else t for t in tokens]
 
 
 def motif_name(output_name: str) -> str:
@@ -70,10 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", help="jaxmotif checkpoint folder (default: the bundled demo model)")
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument(
-        "--targets", nargs="+", help="output names or 0-based indices (default: every output)"
-    )
+    parser.add_argument("--out", required=True, help="output folder (created with its parents)")
+    add_overwrite_arg(parser)
+    add_targets_arg(parser)
     parser.add_argument(
         "--restarts", type=int, default=32, help="random starts per target (default: %(default)s)"
     )
@@ -111,6 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-width", type=int, default=20, help="widest motif window (default: %(default)s)"
     )
+    parser.add_argument(
+        "--steps-per-call",
+        type=int,
+        default=None,
+        help="steps per compiled call, i.e. how often progress is shown "
+        "(default: 2%% of --steps, at least 10)",
+    )
+    add_max_memory_arg(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_motif_db_arguments(parser)
     return parser
 
@@ -129,15 +149,26 @@ def _run(args) -> int:
     for name in ("restarts", "steps"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} {getattr(args, name)} must be positive")
+    if args.steps_per_call is not None and args.steps_per_call < 1:
+        raise CliError(f"--steps-per-call {args.steps_per_call} must be positive")
     if not 1 <= args.min_width <= args.max_width:
         raise CliError(f"need 1 <= --min-width <= --max-width, got {args.min_width} and {args.max_width}")
+    out = check_output(args.out, args.overwrite)
+    budget = memory_budget(args)
     dnase = parse_dnase(args.dnase)
     database = None if args.no_tomtom else load_motif_database(args.motif_db, args.tax_group)
     model, _ = load_model_or_demo(args.checkpoint)
+    targets = list(resolve_cli_targets(model, args.targets))  # checked before any device work
+    if len(set(targets)) != len(targets):
+        raise CliError(f"--targets {' '.join(args.targets)} names an output twice")
 
-    targets = parse_targets(args.targets)
-    n_targets = model.config.num_outputs if targets is None else len(targets)
-    with tqdm(total=1, desc=f"optimizing {n_targets} x {args.restarts} inputs", file=sys.stderr) as bar:
+    desc = f"optimizing {len(targets)} x {args.restarts} inputs"
+    with tqdm(total=args.steps, unit="step", desc=desc, file=sys.stderr, disable=args.quiet) as bar:
+
+        def progress(steps_done: float, best: float) -> None:
+            bar.set_postfix_str(f"best score {best:.4g}", refresh=False)
+            bar.update(steps_done)
+
         result = class_inputs(
             model,
             targets,
@@ -150,8 +181,10 @@ def _run(args) -> int:
             parameterization=args.parameterization,
             dnase=dnase,
             logits=args.score == "logit",
+            max_memory=budget,
+            steps_per_call=args.steps_per_call,
+            progress=progress,
         )
-        bar.update(1)
 
     names = [model.config.output_names[t] for t in result.targets]
     order = [result.alphabet.index(c) for c in "ACGT"]
@@ -163,8 +196,7 @@ def _run(args) -> int:
         windows.append((start, end))
         motifs.append(Motif(name=motif_name(name), pwm=pwm[start:end], alt_name=f"{start}-{end}"))
 
-    out = Path(args.out)
-    with staged_output(out) as tmp:
+    with new_output(out, args.overwrite, folder=True) as tmp:
         np.savez(
             tmp / "optimized.npz",
             inputs=result.inputs,

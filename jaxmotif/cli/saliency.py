@@ -1,7 +1,8 @@
 """``python -m jaxmotif.saliency``: attribution maps of FASTA sequences by any saliency method.
 
 Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one target, ``names``,
-``method``, ``targets``) and one sequence-logo PNG per sequence into ``OUT``'s ``_logos`` folder.
+``method``, ``targets``) and, with ``--logos N``, sequence logos of the N sequences with the largest
+attribution into ``OUT``'s ``_logos`` folder. Outputs follow :mod:`jaxmotif.cli.common`'s policy.
 """
 
 import argparse
@@ -11,24 +12,36 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmotif.io.atomic import atomic_path
+from jaxmotif.cli.common import (
+    CliError,
+    add_max_memory_arg,
+    add_overwrite_arg,
+    add_strict_bases_arg,
+    add_targets_arg,
+    check_output,
+    memory_budget,
+    new_output,
+    read_fasta_records,
+    resolve_cli_targets,
+    run_cli,
+)
 
 EPILOG = """\
 examples:
   python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase dnase.bw \\
-      --method integrated_gradients --baseline shuffle --num-baselines 4 --target H3K27ac --out ig.npz
+      --method integrated_gradients --baseline shuffle --num-baselines 4 --targets H3K27ac --out ig.npz
   python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase-npy dnase.npy \\
-      --method smoothgrad --samples 50 --sigma 0.15 --seed 0 --out sg.npz
+      --method smoothgrad --samples 50 --sigma 0.15 --seed 0 --out sg.npz --logos 5
   # no --checkpoint: the bundled demo model and its held-out sequences
-  python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz
+  python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz --logos 3
 
-With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-based half-open).
-Logos: OUT's folder gets OUT_logos/<record>.png, one panel per target, around the most salient base.
+With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-based half-open, as
+bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png for the N sequences
+with the largest total |attribution|, one panel per target around the most salient base; the x axis
+shows genome positions (1-based, as a genome browser) when the record name is such a region, else
+offsets in the window. An existing OUT (or OUT_logos) is refused unless --overwrite; memory per
+compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
 """
-
-
-class CliError(Exception):
-    """Bad input found before device work; printed as one ``error: ...`` line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     dn = p.add_mutually_exclusive_group()
     dn.add_argument("--dnase", metavar="TRACK.bw", help="DNase bigWig; record names must be chrom:start-end")
     dn.add_argument("--dnase-npy", metavar="F.npy", help="DNase values, shape (N, L), in FASTA order")
-    p.add_argument(
-        "--target", action="append", help="output name or index; repeat for several (default: all)"
-    )
+    add_targets_arg(p)
+    p.add_argument("--target", action="append", help="deprecated: use --targets")
     methods = ATTRIBUTION_METHODS
     p.add_argument("--method", choices=methods, default="grad_x_input", help="default: %(default)s")
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output .npz (logos go to OUT_logos/)")
+    add_overwrite_arg(p)
     p.add_argument("--logits", action="store_true", help="attribute the output before its final activation")
     p.add_argument("--steps", type=int, help="integrated_gradients: path points (default 64)")
     p.add_argument("--baseline", choices=BASELINES, help="integrated_gradients: reference (default zeros)")
@@ -65,19 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 50)")
     p.add_argument("--sigma", type=float, help="smoothgrad: noise standard deviation (default 0.15)")
     p.add_argument(
+        "--step-batch",
+        type=int,
+        help="integrated_gradients / smoothgrad: at most this many path points (or noisy copies) "
+        "evaluated at once (default: as many as --max-memory allows)",
+    )
+    p.add_argument(
         "--value", type=float, help="inverse_activation: output value to project (default: prediction)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (shuffles, noise; default: %(default)s)")
     p.add_argument(
-        "--batch-size", type=int, default=16, help="sequences per compiled chunk (default: %(default)s)"
+        "--batch-size",
+        type=int,
+        default=16,
+        help="sequences per progress step, and at most per compiled call (default: %(default)s; "
+        "fewer when --max-memory needs it)",
     )
+    add_max_memory_arg(p)
     p.add_argument(
         "--precision", choices=("fp32", "tf32", "bf16"), default="fp32", help="default: %(default)s"
     )
     p.add_argument(
+        "--logos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="draw logos of the N sequences with the largest attribution (default: none)",
+    )
+    p.add_argument(
         "--logo-width", type=int, default=30, help="bases either side of the peak (0: whole sequence)"
     )
-    p.add_argument("--no-logos", action="store_true", help="write only the .npz")
+    p.add_argument("--no-logos", action="store_true", help=argparse.SUPPRESS)  # the default now
+    add_strict_bases_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -105,7 +137,6 @@ _ALL_OPTIONS = ("steps", "baseline", "num_baselines", "rule", "samples", "sigma"
 
 
 def _load(args):
-    from jaxmotif.io.fasta import read_fasta
     from jaxmotif.sequence import one_hot
 
     if args.checkpoint is None:
@@ -123,11 +154,14 @@ def _load(args):
         model = load_model(args.checkpoint)
     if args.fasta is None:
         raise CliError("--fasta is required with --checkpoint")
-    records = read_fasta(args.fasta)
+    records = read_fasta_records(args.fasta, args.strict_bases)
     length = model.config.seq_len
     for r in records:
         if len(r.sequence) != length:
-            raise CliError(f"record {r.name!r} has length {len(r.sequence)}; the model takes {length}")
+            raise CliError(
+                f"record {r.name!r} has length {len(r.sequence)}; the model takes {length} "
+                "(cut windows of that length, e.g. centred on the peaks)"
+            )
     seq = np.stack([one_hot(r.sequence, model.config.alphabet, name=r.name) for r in records])
     dnase = None
     if args.dnase_npy is not None:
@@ -153,42 +187,44 @@ def _load(args):
     return model, records, seq, dnase
 
 
-def _atomic(path: Path, write) -> None:
-    with atomic_path(path) as tmp:
-        write(tmp)
+def genome_axis(name: str, length: int) -> tuple[int, str] | None:
+    """(1-based genome position of the window's first base, axis label) when ``name`` is a region
+    ``chrom:start-end`` (0-based half-open) spanning ``length`` bases; else None (window offsets)."""
+    from jaxmotif.io.bed import BedError, parse_region
+
+    try:
+        region = parse_region(name)
+    except BedError:
+        return None
+    if region.end - region.start != length:
+        return None
+    return region.start + 1, f"{region.chrom} position (1-based)"
 
 
-def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, title: str, width: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, title: str, width: int, axis):
+    """One figure for one sequence: a panel per target, drawn and saved once."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from jaxmotif.logos import plot_attribution_logo
 
     length = values.shape[1]
     peak = int(np.argmax(np.abs(values).sum(axis=(0, 2))))
     lo, hi = (0, length) if width <= 0 else (max(peak - width, 0), min(peak + width + 1, length))
-    fig, axes = plt.subplots(
-        len(names), 1, figsize=(max(6, (hi - lo) * 0.15), 1.6 * len(names)), squeeze=False
-    )
+    first, xlabel = (0, "offset in window (0-based)") if axis is None else axis
+    fig = Figure(figsize=(max(6, (hi - lo) * 0.15), 1.6 * len(names) + 0.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(names), 1, squeeze=False)
     for ax, target_values, name in zip(axes[:, 0], values, names, strict=True):
-        plot_attribution_logo(ax, target_values[lo:hi], alphabet, title=f"{title} {name} [{lo}, {hi})")
+        plot_attribution_logo(ax, target_values[lo:hi], alphabet, title=f"{title} {name}", start=first + lo)
+    axes[-1, 0].set_xlabel(xlabel, fontsize=8)
     fig.tight_layout()
-    _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    fig.savefig(path, format="png", dpi=100)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_cli(lambda: _run(args), catch=(ValueError, OSError, KeyError))
 
 
 def _run(args) -> int:
@@ -198,21 +234,30 @@ def _run(args) -> int:
     import jaxmotif
 
     options = _method_options(args)
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size {args.batch_size} must be positive")
+    for flag in ("batch_size", "step_batch"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CliError(f"--{flag.replace('_', '-')} {value} must be positive")
+    if args.logos < 0:
+        raise CliError(f"--logos {args.logos} must be 0 or more")
+    if args.target:
+        print("warning: --target is deprecated; use --targets", file=sys.stderr)
+    target_values = (args.targets or []) + (args.target or []) or None
+    budget = memory_budget(args)
     out = Path(args.out)
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")
-    if not out.parent.is_dir():
-        raise CliError(f"--out folder {out.parent} does not exist")
+    logo_dir = out.with_name(out.stem + "_logos")
+    check_output(out, args.overwrite)
+    if logo_dir.exists():  # a folder of an earlier run: replaced or removed with --overwrite, never mixed
+        check_output(logo_dir, args.overwrite, "--out's logos folder")
     model, records, seq, dnase = _load(args)
-    targets = None
-    if args.target:
-        targets = [int(t) if t.lstrip("-").isdigit() else t for t in args.target]
-        indices = [model.target_index(t) for t in targets]  # validates before device work
-    else:
-        indices = list(range(model.config.num_outputs))
+    indices = list(resolve_cli_targets(model, target_values))  # validated before device work
     key = jax.random.key(args.seed) if args.method in ("integrated_gradients", "smoothgrad") else None
+    if args.step_batch is not None:
+        if args.method not in ("integrated_gradients", "smoothgrad"):
+            raise CliError(f"--step-batch not used by --method {args.method}")
+        options["step_batch" if args.method == "integrated_gradients" else "sample_batch"] = args.step_batch
 
     parts = []
     bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
@@ -226,6 +271,7 @@ def _run(args) -> int:
             method=args.method,
             logits=args.logits,
             batch_size=args.batch_size,
+            max_memory=budget,
             precision=args.precision,
             # per chunk: reproducible for the same --seed and --batch-size
             key=None if key is None else jax.random.fold_in(key, start),
@@ -237,22 +283,33 @@ def _run(args) -> int:
     maps = np.concatenate(parts, axis=0)  # (N, K, L, 4)
     names = np.array([r.name for r in records])
     target_names = np.array([model.config.output_names[i] for i in indices])
-    result = maps[:, 0] if targets is not None and len(indices) == 1 else maps
+    single = target_values is not None and len(indices) == 1
+    result = maps[:, 0] if single else maps
 
-    def write_npz(tmp):
+    with new_output(out, args.overwrite, folder=False) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
             np.savez(f, saliency=result, names=names, method=np.array(args.method), targets=target_names)
-
-    _atomic(out, write_npz)
     written = [out]
-    if not args.no_logos:
-        logo_dir = out.with_name(out.stem + "_logos")
-        logo_dir.mkdir(exist_ok=True)
-        for i in tqdm(range(len(records)), unit="logo", disable=args.quiet, desc="logos"):
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
-            path = logo_dir / f"{i:04d}_{safe}.png"
-            _logo(path, maps[i], list(target_names), model.config.alphabet, args.method, args.logo_width)
+    if args.logos:
+        order = np.argsort(-np.abs(maps).sum(axis=(1, 2, 3)), kind="stable")[: args.logos]
+        with new_output(logo_dir, args.overwrite, folder=True, flag="--out's logos folder") as tmp:
+            for rank, i in enumerate(tqdm(order, unit="logo", disable=args.quiet, desc="logos")):
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
+                axis = genome_axis(records[i].name, seq.shape[1])
+                _logo(
+                    tmp / f"{rank:04d}_{safe}.png",
+                    maps[i],
+                    list(target_names),
+                    model.config.alphabet,
+                    args.method,
+                    args.logo_width,
+                    axis,
+                )
         written.append(logo_dir)
+    elif logo_dir.exists():  # --overwrite without logos: the old ones would be stale
+        import shutil
+
+        shutil.rmtree(logo_dir)
     for path in written:
         print(path)
     return 0
