@@ -70,7 +70,7 @@ from jaxmotif.models.deephistone import (
     KERNEL_WIDTH,
     POOL,
     DeepHistoneConfig,
-    conv1d,
+    along_channels,
     final_activation,
     maxpool,
 )
@@ -93,7 +93,25 @@ def _masked(z, valid):
     return jnp.where(valid[None, :, None], z, jnp.zeros((), z.dtype))
 
 
-def _dense_stage(block, trans, ref, group0, valid, prepool_start):
+def _conv(x, kernel, bias, dtype):
+    """A VALID convolution with ``dtype`` operands and a float32 result (accumulated in float32).
+
+    In fp32 this is :func:`conv1d`; in bf16 the operands are bf16 (the tensor-core path) but the
+    sums are not rounded back to bf16, so the small differences between a mutant and its reference
+    survive to the next layer.
+    """
+    y = jax.lax.conv_general_dilated(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        window_strides=(1,),
+        padding="VALID",
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        preferred_element_type=jnp.float32,
+    )
+    return y + along_channels(bias.astype(jnp.float32), y.ndim)
+
+
+def _dense_stage(block, trans, ref, group0, valid, prepool_start, dtype):
     """One resolution stage for the M mutants of one position: dense block, transition, pool.
 
     Parameters
@@ -104,23 +122,24 @@ def _dense_stage(block, trans, ref, group0, valid, prepool_start):
     group0: shape=(M, 2 * GROUP0 + 1, c0), the mutant block input on [c - 4, c + 4].
     valid: shape=(2 * WINDOW + 1,) bool, window positions inside the sequence at this resolution.
     prepool_start: index in the window of the first pre-pool position, 4 (q - 4) - (c - 20).
+    dtype: the convolutions' operand dtype (the working precision); activations stay float32.
 
-    Returns shape=(M, 2 * POOLED + 1, cout): the pooled output on [c // 4 - 4, c // 4 + 4].
+    Returns shape=(M, 2 * POOLED + 1, cout) float32: the pooled output on [c // 4 - 4, c // 4 + 4].
     """
     m = group0.shape[0]
-    x = jnp.broadcast_to(ref[None], (m, *ref.shape))
+    x = jnp.broadcast_to(ref.astype(jnp.float32)[None], (m, *ref.shape))
     cin = group0.shape[-1]
     x = x.at[:, WINDOW - GROUP0 : WINDOW + GROUP0 + 1, :cin].set(group0)
     for k, layer in enumerate(block.layers):
         half = GROUP0 + (k + 1) * HALO  # this layer's affected output half-width
         lo, hi = WINDOW - half - HALO, WINDOW + half + HALO + 1  # its input range, with halo
         z = _masked(jax.nn.relu(layer.norm(x[:, lo:hi, :cin])), valid[lo:hi])
-        out = conv1d(z, layer.conv.kernel[...], layer.conv.bias[...], "VALID")
+        out = _conv(z, layer.conv.kernel[...], layer.conv.bias[...], dtype)
         growth = out.shape[-1]
         x = x.at[:, WINDOW - half : WINDOW + half + 1, cin : cin + growth].set(out)
         cin += growth
     pre = jax.lax.dynamic_slice_in_dim(x, prepool_start, PREPOOL, axis=1)
-    return maxpool(trans.conv(jax.nn.relu(trans.norm(pre))))
+    return maxpool(_conv(jax.nn.relu(trans.norm(pre)), trans.conv.kernel[...], trans.conv.bias[...], dtype))
 
 
 def _window_valid(center, length):
@@ -187,17 +206,23 @@ class _Window:
         variants = jnp.broadcast_to(window[None], (rows.shape[0], *window.shape))
         variants = variants.at[:, 2 * HALO].set(rows.astype(window.dtype))
         conv1 = branch.conv1
-        conv1_mut = conv1d(variants, conv1.kernel[...], conv1.bias[...], "VALID")  # [p-4, p+4]
+        conv1_mut = _conv(variants, conv1.kernel[...], conv1.bias[...], window.dtype)  # [p-4, p+4]
         q = p // POOL
         ref1 = jax.lax.dynamic_slice_in_dim(self.block1_pad, p, 2 * WINDOW + 1)
         start1 = WINDOW - BLOCK_OUT - p % POOL
         pooled_mut = _dense_stage(
-            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, self.length), start1
+            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, self.length), start1, window.dtype
         )  # trans1 output on [q-4, q+4]
         ref2 = jax.lax.dynamic_slice_in_dim(self.block2_pad, q, 2 * WINDOW + 1)
         start2 = WINDOW - BLOCK_OUT - q % POOL
         return _dense_stage(
-            branch.block2, branch.trans2, ref2, pooled_mut, _window_valid(q, self.pooled1), start2
+            branch.block2,
+            branch.trans2,
+            ref2,
+            pooled_mut,
+            _window_valid(q, self.pooled1),
+            start2,
+            window.dtype,
         )
 
     def outputs(self, feats, r):
