@@ -6,8 +6,9 @@ max-pooling), so a substitution at position ``p`` changes each feature map only 
 around ``p``. This module runs the reference once, keeps every layer's activations, and for each
 mutant recomputes each layer only on its affected range, reading the halo its 9-wide convolution
 needs from the reference activations. The head is applied as the reference pre-activation hidden
-vector plus a low-rank update from the few pooled positions that changed. The result equals the
-full recomputation up to floating-point rounding (tests: 1e-5 relative in fp32). Same idea as
+vector plus a low-rank update from the few pooled positions that changed (each against the reference
+recomputed beside it, see "Rounding" below). The result equals the full recomputation up to
+floating-point rounding (tests: 1e-5 relative in fp32). Same idea as
 fastISM (Nair et al. 2022, Keras only); this is the exact JAX version for DeepHistone.
 
 Affected ranges, derived layer by layer
@@ -37,7 +38,8 @@ Stage 2, resolution 1/4, centred at ``c = q``: its input (trans1's pooled output
     block2 layers 1-3   affected [q-8, q+8], [q-12, q+12], [q-16, q+16]; window [q-20, q+20]
     trans2 + maxpool    pooled k affected iff k in [r-4, r+4] with r = q // 4 = p // 16.
 Head: ``hidden_pre`` is linear in the flattened features (index ``k * w3 + channel`` for the
-sequence branch), so ``h_mut = h_ref + sum_{k in [r-4, r+4]} (F_mut[k] - F_ref[k]) @ W[rows of k]``
+sequence branch), so ``h_mut = h_ref + sum_{k in [r-4, r+4]} (F_mut[k] - F_ref[k]) @ W[rows of k]``,
+``F_ref`` being the reference features recomputed by the same sliced computation as ``F_mut``
 (9 x w3 rows of the 925-wide layer instead of all L/16 x w3 x 2 rows); then BN -> ReLU -> out ->
 final activation as usual. The DNase branch never sees the mutation: it only enters ``h_ref``.
 
@@ -52,6 +54,30 @@ pooling drops the ragged tail, so a valid pooled position only ever reads valid 
 
 Cost per mutant at the published size (widths 128/256/512, L = 1000): about 0.3 GFLOP against
 4.2 GFLOP for the sequence branch and head (see :func:`flops_per_window`).
+
+Rounding: why a delta is exact zero where nothing changed, at any precision
+===========================================================================
+A delta p(ŝ) − p(s) is a small difference of two large numbers, so p(s) must be computed the same
+way as p(ŝ), or the difference of the two roundings becomes an offset on every substitution. The
+invariants (tests: ``test_ism.py::test_bf16_delta_has_no_offset_and_is_zero_where_the_head_is_blind``):
+
+1. Reference beside the mutants. At each position the reference window itself is variant 0 of the
+   same batched sliced computation as that position's mutants (same shapes, same ops, same
+   compiled program), so every feature a substitution does not reach is bit-identical in the two,
+   and the feature delta ``F_v - F_0`` is an exact 0 there. The global reference pass only supplies
+   the halo both read (and the DNase branch and ``h_ref``), never a subtrahend.
+2. Head in float32. ``h_ref`` (the first dense layer on the reference's flat features), the
+   low-rank update ``(F_v - F_0) @ W``, BN/ReLU/out and the final activation run in float32 with
+   matmul precision ``highest``, whatever the dtype of the branches. The reference row's update is
+   exactly 0, so its hidden vector is exactly ``h_ref``; a mutant whose update rounds to 0 gets the
+   very same output, and the subtraction (in :func:`jaxmotif.ism.score_mutations`, float32, against
+   the reference entry from the same batch) gives 0.
+3. Wide accumulation. The sliced convolutions take operands in the working dtype (bf16: the
+   tensor-core path) but return float32 sums (``preferred_element_type``), and the activations in
+   the affected window stay float32 between layers, so the small mutant-vs-reference differences
+   are not rounded to 8 bits after every layer. In fp32 this is the plain computation.
+4. The head's params stay float32 under ``precision="bf16"``
+   (:func:`jaxmotif.ism.with_precision_fp32_head`); only the branches are cast.
 
 Adding an architecture: write its table as above (each k-wide convolution grows the affected
 half-width by k // 2, each pool maps [a, b] to [floor(a / P), floor(b / P)], pointwise layers
