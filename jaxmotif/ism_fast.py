@@ -432,8 +432,10 @@ def flops_per_window(config: DeepHistoneConfig, method: str, *, all_bases: bool 
     """Counted FLOPs of a mutation map of one window (3 L mutants, or 4 L with ``all_bases``).
 
     ``full``: the reference and every mutant through the sequence branch and the head, the DNase
-    branch once. ``fast``: one reference forward (both branches and the head) plus, per mutant,
-    what :func:`mutant_predictions_fast` recomputes (fixed mid-sequence ranges, also at the edges).
+    branch once. ``fast``: one reference forward (both branches and the head) plus, per variant,
+    what :func:`mutant_predictions_fast` recomputes (fixed mid-sequence ranges, also at the edges);
+    the variants of a position are its 3 (4) mutants and the reference itself, recomputed beside
+    them so both round alike.
     """
     if method not in FLOP_METHODS:
         raise ValueError(f"method={method!r} must be one of {FLOP_METHODS}")
@@ -446,5 +448,5 @@ def flops_per_window(config: DeepHistoneConfig, method: str, *, all_bases: bool 
     if method == "full":
         macs = (mutants + 1) * seq_pass + dnase_pass
     else:
-        macs = seq_pass + dnase_pass + mutants * _fast_mutant_macs(cfg)
+        macs = seq_pass + dnase_pass + (mutants + cfg.seq_len) * _fast_mutant_macs(cfg)
     return 2.0 * macs

@@ -267,7 +267,7 @@ def check_sequences(genome, intervals, *, strict: bool, stream) -> int:
     naming its genome position (1-based). Otherwise IUPAC codes are counted and reported in one
     warning line on ``stream`` (they are read as N; None: no line). Returns their number.
     """
-    from jaxmotif.sequence import SequenceError, check_bases, count_iupac
+    from jaxmotif.sequence import IUPAC_AMBIGUITY, SequenceError, check_bases, count_iupac
 
     total, first = 0, None
     for chrom, start, end in merged_spans(intervals, genome.chrom_sizes):
@@ -277,9 +277,13 @@ def check_sequences(genome, intervals, *, strict: bool, stream) -> int:
             try:
                 check_bases(bases, iupac="error" if strict else "n")
             except SequenceError as err:
-                hint = " (--strict-bases refuses IUPAC codes)" if strict and "IUPAC" in str(err) else ""
-                what = str(err).split(": ", 1)[1].split(" (allowed")[0]
-                raise CliError(f"{chrom}:{a + err.position + 1}: {what} in {genome.path}{hint}") from None
+                where = f"{chrom}:{a + err.position + 1}"
+                if err.char.upper() in IUPAC_AMBIGUITY:
+                    raise CliError(
+                        f"{where}: IUPAC ambiguity code {err.char!r} in {genome.path} "
+                        "(--strict-bases refuses IUPAC codes)"
+                    ) from None
+                raise CliError(f"{where}: invalid base {err.char!r} in {genome.path}") from None
             count, at = count_iupac(bases)
             if count and first is None:
                 first = f"{chrom}:{a + at + 1} {bases[at]!r}"
