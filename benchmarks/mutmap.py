@@ -1,6 +1,7 @@
 """Mutation-map throughput: jaxmotif against PyTorch ISM and the seed's loop, same weights, same device.
 
     python -m benchmarks.mutmap [--quick] [--device cpu|gpu] [--precision fp32,bf16] [--json out.json]
+    python -m benchmarks.mutmap --accuracy [--precision bf16] [--windows 3]   # delta agreement only
 
 Model: DeepHistone as published (widths 128/256/512, hidden 925, L = 1000, both branches), random
 weights in ``convert.torch_reference.NetDeepHistone`` converted to jaxmotif. One 1000-bp window,
@@ -17,6 +18,11 @@ median of repeats after ``block_until_ready``. ``--quick`` uses fewer repeats an
 torch.compile, and on CPU a narrower model (widths 16/16/16, hidden 32, as the demo model), so it
 times one of PyTorch's three batches (x3), so it finishes in about a minute on a 2-core CPU; the
 table says which model was timed and what was extrapolated.
+
+Every tf32/bf16 row carries its accuracy against fp32 on the same window: the correlation of the
+delta maps (p(ŝ) − p(s), not raw outputs) and the relative error over the 1 % of substitutions with
+the largest fp32 |delta|. ``--accuracy`` prints only that agreement, for the fast kernel on the
+published widths at L = 208 (random and trained-like weights) and on the bundled demo model.
 """
 
 import argparse
@@ -43,6 +49,13 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, tf32, bf16 (default: fp32)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="only the delta-accuracy table: --precision (default bf16) against fp32, fast kernel, on the "
+        "published widths at L=208 (random and trained-like weights) and the demo model",
+    )
+    p.add_argument("--windows", type=int, default=3, help="windows per model for --accuracy (default 3)")
     p.add_argument("--repeats", type=int, help="timed repeats (default 5, --quick 2)")
     p.add_argument(
         "--loop-sample", type=int, help="mutants timed for the seed's loop (default 100, --quick 20)"
@@ -84,18 +97,30 @@ def delta_agreement(want, got, substituted) -> dict:
 
     Returns correlation (Pearson), rel_err_top1 (||got - want|| / ||want|| over the 1 % of entries
     with the largest fp32 |delta|), mode_frac (share of the entries holding ``got``'s most frequent
-    non-zero value: a rounding offset shows up as a large share) and the fp32 median |delta|.
+    non-zero value: a rounding offset shows up as a large share; ``mode_frac_fp32`` the same for
+    fp32, where saturated outputs legitimately repeat one ulp-sized value) and the fp32 median |delta|.
     """
     a, b = want[substituted].astype(np.float64), got[substituted].astype(np.float64)
     top = np.abs(a) >= np.quantile(np.abs(a), 0.99)
-    nz = b[b != 0]
-    mode = np.unique(nz, return_counts=True)[1].max() / b.size if nz.size else 0.0
+
+    def mode(x):
+        nz = x[x != 0]
+        return float(np.unique(nz, return_counts=True)[1].max() / x.size) if nz.size else 0.0
+
     return {
         "correlation": float(np.corrcoef(a, b)[0, 1]),
         "rel_err_top1": float(np.linalg.norm(b[top] - a[top]) / np.linalg.norm(a[top])),
-        "mode_frac": float(mode),
+        "mode_frac": mode(b),
+        "mode_frac_fp32": mode(a),
         "median_abs_delta_fp32": float(np.median(np.abs(a))),
     }
+
+
+def accuracy_text(row) -> str:
+    acc = row.get("accuracy")
+    if acc is None:
+        return "exact" if row.get("precision") == "fp32" else ""
+    return f"corr {acc['correlation']:.4f}, rel err {acc['rel_err_top1']:.3f}"
 
 
 def jaxmotif_delta(model, seq, dnase, method, precision):
@@ -189,6 +214,7 @@ def accuracy_report(windows: int = 3, seq_len: int = 208, precisions=("bf16",), 
                 print(
                     f"  {name} {method} {precision}: corr {agree['correlation']:.4f}, rel err top 1% "
                     f"{agree['rel_err_top1']:.3g}, mode share {agree['mode_frac']:.2%} "
+                    f"(fp32 {agree['mode_frac_fp32']:.2%}) "
                     f"({time.perf_counter() - t0:.0f} s)",
                     file=sys.stderr,
                     flush=True,
@@ -324,6 +350,23 @@ def main(argv=None) -> int:
         if p not in ("fp32", "tf32", "bf16"):
             print(f"error: --precision {p!r} must be fp32, tf32 or bf16", file=sys.stderr)
             return 1
+    if args.accuracy:
+        chosen = tuple(p for p in precisions if p != "fp32") or ("bf16",)
+        rows = accuracy_report(windows=args.windows, precisions=chosen)
+        print("| model | method | precision | windows | corr Δ vs fp32 | rel err, top 1 % |Δ| | mode share |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['model']} | {r['method']} | {r['precision']} | {r['windows']} | "
+                f"{r['correlation']:.4f} | {r['rel_err_top1']:.3f} | "
+                f"{r['mode_frac']:.2%} (fp32 {r['mode_frac_fp32']:.2%}) |"
+            )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(
+                    {"benchmark": "mutmap-accuracy", "device": jax.devices()[0].device_kind, "rows": rows}, f
+                )
+        return 0
     repeats = args.repeats or (2 if args.quick else 5)
     sample = args.loop_sample or (10 if args.quick else 100)
     dims = QUICK_CPU if args.quick and args.device == "cpu" else PUBLISHED
@@ -356,13 +399,14 @@ def main(argv=None) -> int:
     print(f"model: {model_name} {dims}, device: {jax.devices()[0].device_kind}", file=sys.stderr)
     for precision in precisions:
         for method in methods:
-            add(f"jaxmotif {method}", precision, time_jaxmotif(model, seq, dnase, method, precision, repeats))
-        add(
-            "pytorch batched (eager)",
-            precision,
-            time_torch_batched(net, seq, dnase, precision, args.device, repeats, quick=args.quick),
-            "1 of 3 batches timed, x3" if args.quick else "",
-        )
+            result = time_jaxmotif(model, seq, dnase, method, precision, repeats)
+            if precision != "fp32":  # no speed without its accuracy: delta against fp32, same input
+                result["accuracy"] = jaxmotif_accuracy(model, seq[None], dnase[None], method, precision)
+            add(f"jaxmotif {method}", precision, result)
+        result = time_torch_batched(net, seq, dnase, precision, args.device, repeats, quick=args.quick)
+        if precision != "fp32":
+            result["accuracy"] = torch_accuracy(net, seq, dnase, precision, args.device)
+        add("pytorch batched (eager)", precision, result, "1 of 3 batches timed, x3" if args.quick else "")
         if args.quick:
             add("pytorch batched (compile)", precision, {"error": "n/a (skipped with --quick)"})
         else:
@@ -391,17 +435,19 @@ def main(argv=None) -> int:
     print(f"device: {jax.devices()[0].device_kind} ({args.device}); {versions}")
     print(f"max |jaxmotif - PyTorch| over 1,000 mutants' fp32 outputs: {diff:.1e}")
     print(f"ratio = PyTorch batched eager {precisions[0]} time / this time; compile time not included\n")
-    print("| implementation | precision | s / window | mutants / s | compile s | ratio | note |")
-    print("|---|---|---|---|---|---|---|")
+    print("accuracy: delta (not raw p) against fp32 of the same implementation on the same window")
+    print("| implementation | precision | s / window | mutants / s | compile s | ratio | Δ vs fp32 | note |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "seconds_per_window" not in r:
-            print(f"| {r['implementation']} | {r['precision']} | {r['error']} | | | | |")
+            print(f"| {r['implementation']} | {r['precision']} | {r['error']} | | | | | |")
             continue
         compile_s = f"{r['compile_seconds']:.1f}" if "compile_seconds" in r else ""
         ratio = base["seconds_per_window"] / r["seconds_per_window"]
         print(
             f"| {r['implementation']} | {r['precision']} | {r['seconds_per_window']:.4g} | "
-            f"{r['mutants_per_second']:,.0f} | {compile_s} | {ratio:.2f}x | {r['note']} |"
+            f"{r['mutants_per_second']:,.0f} | {compile_s} | {ratio:.2f}x | {accuracy_text(r)} | "
+            f"{r['note']} |"
         )
     if args.json:
         report = {
@@ -454,6 +500,10 @@ def bench_mutmap(net, model, *, precision, device, quick, torch_compile=True):
     for method in ("full", "fast"):
         r = time_jaxmotif(model, seq, dnase, method, precision, repeats)
         tflops = flops_per_window(model.config, method) / r["seconds_per_window"] / 1e12
+        extra, note = {}, ""
+        if precision != "fp32":  # every tf32/bf16 row carries its accuracy against fp32, on delta
+            extra["accuracy"] = jaxmotif_accuracy(model, seq[None], dnase[None], method, precision)
+            note = "Δ vs fp32: " + accuracy_text({"accuracy": extra["accuracy"]})
         results.append(
             Result(
                 label,
@@ -464,10 +514,16 @@ def bench_mutmap(net, model, *, precision, device, quick, torch_compile=True):
                 1,
                 r["compile_seconds"],
                 tflops,
+                note,
+                extra,
             )
         )
     full_flops = flops_per_window(model.config, "full")
     r = time_torch_batched(net, seq, dnase, precision, device, repeats, quick=quick)
+    extra, notes = {}, ["1 of 3 batches timed, x3"] if quick else []
+    if precision != "fp32":
+        extra["accuracy"] = torch_accuracy(net, seq, dnase, precision, device)
+        notes.append("Δ vs fp32: " + accuracy_text({"accuracy": extra["accuracy"]}))
     results.append(
         Result(
             label,
@@ -478,7 +534,8 @@ def bench_mutmap(net, model, *, precision, device, quick, torch_compile=True):
             TORCH_BATCH,
             r["compile_seconds"],
             full_flops / r["seconds_per_window"] / 1e12,
-            "1 of 3 batches timed, x3" if quick else "",
+            "; ".join(notes),
+            extra,
         )
     )
     if not quick and torch_compile:

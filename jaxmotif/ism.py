@@ -216,7 +216,7 @@ def _listed_kernel(model, params, seq, dnase, positions, bases, *, method, targe
             return listed_predictions_fast(model, params, s, d, pos, b)[..., idx]
 
     else:
-        split = split_apply(model, logits=True)
+        split = _head_fp32_split(model)  # logits, the head in float32 as in the map's full path
         kind = model.config.final_activation
 
         def one(s, d, pos, b):

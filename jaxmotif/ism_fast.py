@@ -6,8 +6,9 @@ max-pooling), so a substitution at position ``p`` changes each feature map only 
 around ``p``. This module runs the reference once, keeps every layer's activations, and for each
 mutant recomputes each layer only on its affected range, reading the halo its 9-wide convolution
 needs from the reference activations. The head is applied as the reference pre-activation hidden
-vector plus a low-rank update from the few pooled positions that changed. The result equals the
-full recomputation up to floating-point rounding (tests: 1e-5 relative in fp32). Same idea as
+vector plus a low-rank update from the few pooled positions that changed (each against the reference
+recomputed beside it, see "Rounding" below). The result equals the full recomputation up to
+floating-point rounding (tests: 1e-5 relative in fp32). Same idea as
 fastISM (Nair et al. 2022, Keras only); this is the exact JAX version for DeepHistone.
 
 Affected ranges, derived layer by layer
@@ -37,7 +38,8 @@ Stage 2, resolution 1/4, centred at ``c = q``: its input (trans1's pooled output
     block2 layers 1-3   affected [q-8, q+8], [q-12, q+12], [q-16, q+16]; window [q-20, q+20]
     trans2 + maxpool    pooled k affected iff k in [r-4, r+4] with r = q // 4 = p // 16.
 Head: ``hidden_pre`` is linear in the flattened features (index ``k * w3 + channel`` for the
-sequence branch), so ``h_mut = h_ref + sum_{k in [r-4, r+4]} (F_mut[k] - F_ref[k]) @ W[rows of k]``
+sequence branch), so ``h_mut = h_ref + sum_{k in [r-4, r+4]} (F_mut[k] - F_ref[k]) @ W[rows of k]``,
+``F_ref`` being the reference features recomputed by the same sliced computation as ``F_mut``
 (9 x w3 rows of the 925-wide layer instead of all L/16 x w3 x 2 rows); then BN -> ReLU -> out ->
 final activation as usual. The DNase branch never sees the mutation: it only enters ``h_ref``.
 
@@ -52,6 +54,30 @@ pooling drops the ragged tail, so a valid pooled position only ever reads valid 
 
 Cost per mutant at the published size (widths 128/256/512, L = 1000): about 0.3 GFLOP against
 4.2 GFLOP for the sequence branch and head (see :func:`flops_per_window`).
+
+Rounding: why a delta is exact zero where nothing changed, at any precision
+===========================================================================
+A delta p(ŝ) − p(s) is a small difference of two large numbers, so p(s) must be computed the same
+way as p(ŝ), or the difference of the two roundings becomes an offset on every substitution. The
+invariants (tests: ``test_ism.py::test_bf16_delta_has_no_offset_and_is_zero_where_the_head_is_blind``):
+
+1. Reference beside the mutants. At each position the reference window itself is variant 0 of the
+   same batched sliced computation as that position's mutants (same shapes, same ops, same
+   compiled program), so every feature a substitution does not reach is bit-identical in the two,
+   and the feature delta ``F_v - F_0`` is an exact 0 there. The global reference pass only supplies
+   the halo both read (and the DNase branch and ``h_ref``), never a subtrahend.
+2. Head in float32. ``h_ref`` (the first dense layer on the reference's flat features), the
+   low-rank update ``(F_v - F_0) @ W``, BN/ReLU/out and the final activation run in float32 with
+   matmul precision ``highest``, whatever the dtype of the branches. The reference row's update is
+   exactly 0, so its hidden vector is exactly ``h_ref``; a mutant whose update rounds to 0 gets the
+   very same output, and the subtraction (in :func:`jaxmotif.ism.score_mutations`, float32, against
+   the reference entry from the same batch) gives 0.
+3. Wide accumulation. The sliced convolutions take operands in the working dtype (bf16: the
+   tensor-core path) but return float32 sums (``preferred_element_type``), and the activations in
+   the affected window stay float32 between layers, so the small mutant-vs-reference differences
+   are not rounded to 8 bits after every layer. In fp32 this is the plain computation.
+4. The head's params stay float32 under ``precision="bf16"``
+   (:func:`jaxmotif.ism.with_precision_fp32_head`); only the branches are cast.
 
 Adding an architecture: write its table as above (each k-wide convolution grows the affected
 half-width by k // 2, each pool maps [a, b] to [floor(a / P), floor(b / P)], pointwise layers
@@ -70,7 +96,7 @@ from jaxmotif.models.deephistone import (
     KERNEL_WIDTH,
     POOL,
     DeepHistoneConfig,
-    conv1d,
+    along_channels,
     final_activation,
     maxpool,
 )
@@ -93,7 +119,25 @@ def _masked(z, valid):
     return jnp.where(valid[None, :, None], z, jnp.zeros((), z.dtype))
 
 
-def _dense_stage(block, trans, ref, group0, valid, prepool_start):
+def _conv(x, kernel, bias, dtype):
+    """A VALID convolution with ``dtype`` operands and a float32 result (accumulated in float32).
+
+    In fp32 this is :func:`conv1d`; in bf16 the operands are bf16 (the tensor-core path) but the
+    sums are not rounded back to bf16, so the small differences between a mutant and its reference
+    survive to the next layer.
+    """
+    y = jax.lax.conv_general_dilated(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        window_strides=(1,),
+        padding="VALID",
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        preferred_element_type=jnp.float32,
+    )
+    return y + along_channels(bias.astype(jnp.float32), y.ndim)
+
+
+def _dense_stage(block, trans, ref, group0, valid, prepool_start, dtype):
     """One resolution stage for the M mutants of one position: dense block, transition, pool.
 
     Parameters
@@ -104,23 +148,24 @@ def _dense_stage(block, trans, ref, group0, valid, prepool_start):
     group0: shape=(M, 2 * GROUP0 + 1, c0), the mutant block input on [c - 4, c + 4].
     valid: shape=(2 * WINDOW + 1,) bool, window positions inside the sequence at this resolution.
     prepool_start: index in the window of the first pre-pool position, 4 (q - 4) - (c - 20).
+    dtype: the convolutions' operand dtype (the working precision); activations stay float32.
 
-    Returns shape=(M, 2 * POOLED + 1, cout): the pooled output on [c // 4 - 4, c // 4 + 4].
+    Returns shape=(M, 2 * POOLED + 1, cout) float32: the pooled output on [c // 4 - 4, c // 4 + 4].
     """
     m = group0.shape[0]
-    x = jnp.broadcast_to(ref[None], (m, *ref.shape))
+    x = jnp.broadcast_to(ref.astype(jnp.float32)[None], (m, *ref.shape))
     cin = group0.shape[-1]
     x = x.at[:, WINDOW - GROUP0 : WINDOW + GROUP0 + 1, :cin].set(group0)
     for k, layer in enumerate(block.layers):
         half = GROUP0 + (k + 1) * HALO  # this layer's affected output half-width
         lo, hi = WINDOW - half - HALO, WINDOW + half + HALO + 1  # its input range, with halo
         z = _masked(jax.nn.relu(layer.norm(x[:, lo:hi, :cin])), valid[lo:hi])
-        out = conv1d(z, layer.conv.kernel[...], layer.conv.bias[...], "VALID")
+        out = _conv(z, layer.conv.kernel[...], layer.conv.bias[...], dtype)
         growth = out.shape[-1]
         x = x.at[:, WINDOW - half : WINDOW + half + 1, cin : cin + growth].set(out)
         cin += growth
     pre = jax.lax.dynamic_slice_in_dim(x, prepool_start, PREPOOL, axis=1)
-    return maxpool(trans.conv(jax.nn.relu(trans.norm(pre))))
+    return maxpool(_conv(jax.nn.relu(trans.norm(pre)), trans.conv.kernel[...], trans.conv.bias[...], dtype))
 
 
 def _window_valid(center, length):
@@ -187,17 +232,23 @@ class _Window:
         variants = jnp.broadcast_to(window[None], (rows.shape[0], *window.shape))
         variants = variants.at[:, 2 * HALO].set(rows.astype(window.dtype))
         conv1 = branch.conv1
-        conv1_mut = conv1d(variants, conv1.kernel[...], conv1.bias[...], "VALID")  # [p-4, p+4]
+        conv1_mut = _conv(variants, conv1.kernel[...], conv1.bias[...], window.dtype)  # [p-4, p+4]
         q = p // POOL
         ref1 = jax.lax.dynamic_slice_in_dim(self.block1_pad, p, 2 * WINDOW + 1)
         start1 = WINDOW - BLOCK_OUT - p % POOL
         pooled_mut = _dense_stage(
-            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, self.length), start1
+            branch.block1, branch.trans1, ref1, conv1_mut, _window_valid(p, self.length), start1, window.dtype
         )  # trans1 output on [q-4, q+4]
         ref2 = jax.lax.dynamic_slice_in_dim(self.block2_pad, q, 2 * WINDOW + 1)
         start2 = WINDOW - BLOCK_OUT - q % POOL
         return _dense_stage(
-            branch.block2, branch.trans2, ref2, pooled_mut, _window_valid(q, self.pooled1), start2
+            branch.block2,
+            branch.trans2,
+            ref2,
+            pooled_mut,
+            _window_valid(q, self.pooled1),
+            start2,
+            window.dtype,
         )
 
     def outputs(self, feats, r):
@@ -381,8 +432,10 @@ def flops_per_window(config: DeepHistoneConfig, method: str, *, all_bases: bool 
     """Counted FLOPs of a mutation map of one window (3 L mutants, or 4 L with ``all_bases``).
 
     ``full``: the reference and every mutant through the sequence branch and the head, the DNase
-    branch once. ``fast``: one reference forward (both branches and the head) plus, per mutant,
-    what :func:`mutant_predictions_fast` recomputes (fixed mid-sequence ranges, also at the edges).
+    branch once. ``fast``: one reference forward (both branches and the head) plus, per variant,
+    what :func:`mutant_predictions_fast` recomputes (fixed mid-sequence ranges, also at the edges);
+    the variants of a position are its 3 (4) mutants and the reference itself, recomputed beside
+    them so both round alike.
     """
     if method not in FLOP_METHODS:
         raise ValueError(f"method={method!r} must be one of {FLOP_METHODS}")
@@ -395,5 +448,5 @@ def flops_per_window(config: DeepHistoneConfig, method: str, *, all_bases: bool 
     if method == "full":
         macs = (mutants + 1) * seq_pass + dnase_pass
     else:
-        macs = seq_pass + dnase_pass + mutants * _fast_mutant_macs(cfg)
+        macs = seq_pass + dnase_pass + (mutants + cfg.seq_len) * _fast_mutant_macs(cfg)
     return 2.0 * macs

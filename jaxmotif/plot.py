@@ -118,7 +118,17 @@ def _draw(ax, scores, ref_onehot, alphabet, title, start, importance, cmap, vmax
     divider = make_axes_locatable(ax)
     letters = divider.append_axes("top", size="60%", pad=0.05, sharex=ax)
     cbar_ax = divider.append_axes("right", size="1.5%", pad=0.1)
-    ax.figure.colorbar(image, cax=cbar_ax, label=label)
+    colorbar = ax.figure.colorbar(image, cax=cbar_ax)
+    # Matplotlib would print a small-valued scale's multiplier (1e-7) above the colour bar, on top
+    # of the letters; put it in the label instead.
+    exponent = int(np.floor(np.log10(vmax))) if vmax > 0 else 0
+    if not -2 <= exponent <= 3:
+        from matplotlib.ticker import FuncFormatter
+
+        colorbar.formatter = FuncFormatter(lambda v, _: f"{v / 10.0**exponent:g}")
+        colorbar.update_ticks()
+        label = f"{label} (×1e{exponent})"
+    colorbar.set_label(label)
 
     heights = position_importance(scores, importance)[:, None] * (ref_onehot > 0)  # (L, 4)
     frame = pd.DataFrame(heights, columns=list(alphabet), index=np.arange(start, start + length))

@@ -80,9 +80,9 @@ def _lookup_table(alphabet: str, iupac: str = "error") -> np.ndarray:
 
 def _invalid_base_error(record: str | None, position: int, char: str) -> SequenceError:
     where = f"record {record!r} position {position}" if record is not None else f"position {position}"
-    what = "IUPAC ambiguity code" if char.upper() in IUPAC_AMBIGUITY else "invalid base"
+    iupac = f"; {char!r} is an IUPAC ambiguity code" if char.upper() in IUPAC_AMBIGUITY else ""
     return SequenceError(
-        f"{where}: {what} {char!r} (allowed: ACGTN, any case)",
+        f"{where}: invalid base {char!r} (allowed: ACGTN, any case{iupac})",
         record=record,
         position=position,
         char=char,

@@ -198,3 +198,20 @@ def test_large_sequence_is_vectorised():
     idx = encode_indices(seq)
     assert idx.shape == (3_000_000,)
     assert decode(one_hot_from_indices(idx[:1000])) == seq[:1000].decode().upper()
+
+
+def test_iupac_codes_read_as_n_on_request():
+    from jaxmotif.sequence import check_bases, count_iupac
+
+    np.testing.assert_array_equal(encode_indices("ACRyGT", iupac="n"), [0, 1, -1, -1, 2, 3])
+    with pytest.raises(SequenceError, match="invalid base 'R'.*IUPAC ambiguity code") as info:
+        encode_indices("ACRyGT", name="x")
+    assert info.value.position == 2
+    assert count_iupac("ACRyGTn") == (2, 2) and count_iupac("ACGT") == (0, None)
+    assert check_bases("ACRyGT") == 2
+    with pytest.raises(SequenceError, match="position 2"):
+        check_bases("ACRyGT", iupac="error")
+    with pytest.raises(SequenceError, match="invalid base 'X'"):
+        check_bases("ACXR")  # not an IUPAC code: refused either way
+    with pytest.raises(ValueError, match="iupac='maybe'"):
+        encode_indices("ACGT", iupac="maybe")

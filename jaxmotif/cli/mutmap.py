@@ -47,10 +47,10 @@ examples:
   # every base of the BED regions, all outputs, delta scores, bigWig summaries for a browser
   python -m jaxmotif.mutmap --checkpoint ckpt/ --fasta hg38.fa --regions peaks.bed \\
       --dnase dnase.bw --out peaks_mutmap.zarr --bigwig tracks/peaks.
-  # whole chromosomes, two outputs, DeepBind's score, fast ISM in bf16; resume after a crash
+  # whole chromosomes, two outputs, DeepBind's score, fast ISM in tf32; resume after a crash
   python -m jaxmotif.mutmap --checkpoint ckpt/ --fasta hg38.fa --chrom chr21 chr22 \\
       --dnase dnase.bw --out chr21_22.zarr --targets H3K27ac,H3K4me3 --score deepbind \\
-      --method fast --precision bf16 --resume
+      --method fast --precision tf32 --resume
   # just some SNVs, into a TSV (only the listed ALT bases go through the model)
   python -m jaxmotif.mutmap --checkpoint ckpt/ --fasta hg38.fa --dnase dnase.bw --vcf snvs.vcf --out snvs.tsv
   # the DeepBind figure of one window; coordinates as a genome browser shows them (1-based, inclusive)
@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "tf32", "bf16"),
         default="fp32",
-        help="fp32 (default, exact), tf32, or bf16. Delta maps in bf16 carry no offset but agree only "
-        "to a correlation of about 0.98 with fp32 on the published-size model (goal 0.99; "
-        "benchmarks/README.md): use tf32 or fp32 for delta maps",
+        help="fp32 (default, exact), tf32, or bf16. Delta maps carry no offset at any precision; in bf16 "
+        "they correlate 0.991-0.992 with fp32 on the published-size model (goal 0.99, met narrowly; 5%% "
+        "error on the largest effects; benchmarks/README.md): prefer tf32 or fp32 for delta maps",
     )
     p.add_argument(
         "--method",
@@ -267,7 +267,7 @@ def check_sequences(genome, intervals, *, strict: bool, stream) -> int:
     naming its genome position (1-based). Otherwise IUPAC codes are counted and reported in one
     warning line on ``stream`` (they are read as N; None: no line). Returns their number.
     """
-    from jaxmotif.sequence import SequenceError, check_bases, count_iupac
+    from jaxmotif.sequence import IUPAC_AMBIGUITY, SequenceError, check_bases, count_iupac
 
     total, first = 0, None
     for chrom, start, end in merged_spans(intervals, genome.chrom_sizes):
@@ -277,9 +277,13 @@ def check_sequences(genome, intervals, *, strict: bool, stream) -> int:
             try:
                 check_bases(bases, iupac="error" if strict else "n")
             except SequenceError as err:
-                hint = " (--strict-bases refuses IUPAC codes)" if strict and "IUPAC" in str(err) else ""
-                what = str(err).split(": ", 1)[1].split(" (allowed")[0]
-                raise CliError(f"{chrom}:{a + err.position + 1}: {what} in {genome.path}{hint}") from None
+                where = f"{chrom}:{a + err.position + 1}"
+                if err.char.upper() in IUPAC_AMBIGUITY:
+                    raise CliError(
+                        f"{where}: IUPAC ambiguity code {err.char!r} in {genome.path} "
+                        "(--strict-bases refuses IUPAC codes)"
+                    ) from None
+                raise CliError(f"{where}: invalid base {err.char!r} in {genome.path}") from None
             count, at = count_iupac(bases)
             if count and first is None:
                 first = f"{chrom}:{a + at + 1} {bases[at]!r}"
