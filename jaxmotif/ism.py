@@ -198,10 +198,16 @@ def mutation_map_kernel(
 
 def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int], position_chunk=None):
     from jaxmotif.ism_fast import mutant_predictions_fast
+    from jaxmotif.ism_graph import mutant_predictions_graph
 
     def one(s, d):
-        preds = mutant_predictions_fast(model, params, s, d, position_chunk=position_chunk)
-        return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
+        if model.config.arch == "deephistone":  # the hand-derived kernel: faster there
+            # its reference entries come from the same computation as the mutants (issue 15)
+            preds = mutant_predictions_fast(model, params, s, d, position_chunk=position_chunk)
+            return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
+        # derived from the graph; ref from the same sliced computation as the mutants
+        preds, ref = mutant_predictions_graph(model, params, s, d, position_chunk=position_chunk)
+        return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
 
     return jax.vmap(one)(seq, dnase) if dnase is not None else jax.vmap(lambda s: one(s, None))(seq)
 
@@ -211,9 +217,14 @@ def _listed_kernel(model, params, seq, dnase, positions, bases, *, method, targe
     idx = jnp.asarray(targets)
     if method == "fast":
         from jaxmotif.ism_fast import listed_predictions_fast
+        from jaxmotif.ism_graph import mutant_predictions_graph
 
         def one(s, d, pos, b):
-            return listed_predictions_fast(model, params, s, d, pos, b)[..., idx]
+            if model.config.arch == "deephistone":
+                return listed_predictions_fast(model, params, s, d, pos, b)[..., idx]
+            preds, ref = mutant_predictions_graph(model, params, s, d, positions=pos)  # (K, 4, T), (T,)
+            chosen = preds[jnp.arange(pos.shape[0]), b][:, idx].astype(jnp.float32)
+            return jnp.stack([jnp.broadcast_to(ref[idx].astype(jnp.float32), chosen.shape), chosen], axis=1)
 
     else:
         split = _head_fp32_split(model)  # logits, the head in float32 as in the map's full path
@@ -238,8 +249,8 @@ def _listed_kernel(model, params, seq, dnase, positions, bases, *, method, targe
 
 
 def default_method(model) -> str:
-    """``fast`` where jaxmotif.ism_fast knows the architecture (DeepHistone), else ``full``."""
-    return "fast" if getattr(model.config, "model_type", None) == "deephistone" else "full"
+    """``fast`` for the known graphs (DeepHistone: ism_fast; BPNet family: ism_graph), else ``full``."""
+    return "fast" if getattr(model.config, "arch", None) in ("deephistone", "bpnet", "chrombpnet") else "full"
 
 
 def resolve_target_list(model, targets) -> tuple[int, ...]:
@@ -257,13 +268,20 @@ def position_chunk_for(mutant_chunk: int | None) -> int | None:
 
 
 def _head_fp32_split(model) -> SplitApply:
-    """Logits with the branches at the working precision and the head in float32."""
+    """Logits with the branches at the working precision and the head in float32.
+
+    DeepHistone's dense head reads every pooled position, so that is where bf16 would round a
+    small delta away; other graphs run whole at the working precision (their reference is still
+    evaluated in the same batch as the mutants, and activation and subtraction run in fp32).
+    """
+    if model.config.arch != "deephistone":
+        return split_apply(model, logits=True)
 
     def apply(params, seq, dns_feat):
         module = model.module(params)
-        parts = [module.seq_features(seq).astype(jnp.float32)]
+        parts = [module.seq_map(seq).reshape(seq.shape[0], -1).astype(jnp.float32)]
         if dns_feat is not None:
-            parts.append(dns_feat.astype(jnp.float32))
+            parts += [v.astype(jnp.float32) for v in dns_feat.values()]  # {"dnase_flat": (N, F)}
         with jax.default_matmul_precision("highest"):
             return module.head(jnp.concatenate(parts, axis=-1))
 
@@ -382,12 +400,14 @@ def mutation_map(
     model: a :class:`jaxmotif.Model`.
     seq: shape=(N, L, 4) or (L, 4), channels-last one-hot in the model's alphabet order; all-zero
         rows are N.
-    dnase: shape=(N, L) or (L,), required by two-branch models.
+    dnase: shape=(N, L) or (L,), required by two-branch models; BPNet's control tracks
+        (N, L, n_control_tracks), held fixed.
     score: ``raw`` p(ŝ) | ``delta`` p(ŝ) − p(s) | ``deepbind`` (p(ŝ) − p(s))·max(0, p(s), p(ŝ)).
     targets: None (every output), an output index or name, or a list of them.
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
-    method: ``fast`` (jaxmotif.ism_fast: recompute only what each substitution reaches; exact, the
-        default for DeepHistone models) | ``full`` (every mutant through the whole network).
+    method: ``fast`` (recompute only what each substitution reaches; exact, the default:
+        jaxmotif.ism_fast for DeepHistone, jaxmotif.ism_graph for BPNet / ChromBPNet) | ``full``
+        (every mutant through the whole network).
     batch_size: windows per compiled step, sharded over all local devices (default: one window
         per device).
     mutant_chunk: bound on the mutants evaluated at once per window, for both methods (``full``:
