@@ -7,6 +7,7 @@ from pathlib import Path
 from jaxmotif.cli.common import CliError, add_overwrite_arg, check_output, run_cli
 
 ARCHITECTURES = ("deephistone", "bpnet", "chrombpnet", "basset", "deepsea", "beluga")
+DEFAULT_BPNET_LENGTH = 2114  # bpnet-lite's and ENCODE's input length (the convolutions fit any L)
 
 EXAMPLE = """\
 examples:
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
 
     from jaxmotif.models.checkpoint import CheckpointError
 
-    return run_cli(body, catch=(CheckpointError,))
+    return run_cli(body, catch=(CheckpointError, ValueError))
 
 
 def convert_path(
@@ -124,29 +125,53 @@ def convert_path(
             f"DeepHistone {config.variant}, L = {config.seq_len}, widths {config.widths}, "
             f"hidden {config.hidden}, outputs {list(config.output_names)} ({config.final_activation})"
         )
-    if arch in ("bpnet", "chrombpnet"):
-        hyper = bpnet_family_hyperparameters(ck, arch)
-        write = _graph_writer("convert.bpnet", "write_bpnet_family")
-        if write is None:
-            raise ConversionError(
-                f"read and checked a {arch} ({_describe(hyper)}), but this build has no BPNet graph "
-                "model to write it to (convert.bpnet.write_bpnet_family)"
-            )
-        write(out_dir, arch, ck.tensors, hyper, overwrite=overwrite, output_names=output_names)
-        return f"{arch} ({_describe(hyper)})"
-    from convert.classic import convert_classic
+    from jaxmotif.models.checkpoint import write_checkpoint
 
-    config, params = convert_classic(
+    if arch in ("bpnet", "chrombpnet"):
+        if output_names:
+            raise ConversionError(f"--output-names: a {arch} has the fixed outputs profile and counts")
+        if alphabet and alphabet.upper() != "ACGT":
+            raise ConversionError(f"--alphabet {alphabet}: bpnet-lite models read ACGT")
+        hyper = bpnet_family_hyperparameters(ck, arch)
+        config, params = bpnet_family_params(ck.tensors, arch, hyper, seq_len=seq_len)
+        write_checkpoint(out_dir, config, params, overwrite=overwrite)
+        return f"{arch} ({_describe(hyper)}), L = {config.seq_len} -> {config.out_len}"
+    from convert.classic import convert_classic, model_config
+
+    sizes, params = convert_classic(
         ck.tensors, arch, seq_len=seq_len, alphabet=alphabet, output_names=output_names
     )
-    write = _graph_writer(f"jaxmotif.models.{arch}", "write_checkpoint")
-    if write is None:
-        raise ConversionError(f"read and checked a {arch}, but this build has no {arch} graph model")
-    write(out_dir, config, params, overwrite=overwrite)
+    write_checkpoint(out_dir, model_config(sizes), params, overwrite=overwrite)
     return (
-        f"{arch}, L = {config.seq_len}, widths {config.widths}, hidden {config.hidden}, "
-        f"{config.num_outputs} outputs, one-hot {config.source_alphabet} folded to ACGT"
+        f"{arch}, L = {sizes.seq_len}, widths {sizes.widths}, hidden {sizes.hidden}, "
+        f"{sizes.num_outputs} outputs, one-hot {sizes.source_alphabet} folded to ACGT"
     )
+
+
+def bpnet_family_params(tensors: dict, arch: str, hyper: dict, *, seq_len: int | None = None):
+    """(config, params) of a checked bpnet-lite BPNet / ChromBPNet state_dict (key maps: convert.bpnet)."""
+    from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
+
+    from convert.bpnet import bpnet_params, chrombpnet_params
+
+    def config_of(h: dict, prefix: str) -> BPNetConfig:
+        return BPNetConfig(
+            seq_len=seq_len or DEFAULT_BPNET_LENGTH,
+            n_filters=h["n_filters"],
+            n_layers=h["n_layers"],
+            n_outputs=h["n_outputs"],
+            n_control_tracks=h["n_control_tracks"],
+            trimming=h["trimming"],
+            profile_output_bias=f"{prefix}fconv.bias" in tensors,
+            count_output_bias=f"{prefix}linear.bias" in tensors,
+        )
+
+    if arch == "bpnet":
+        config = config_of(hyper[""], "")
+        return config, bpnet_params(tensors, config)
+    parts = {part: config_of(hyper[part], f"{part}.") for part in ("bias", "accessibility")}
+    config = ChromBPNetConfig(**parts)
+    return config, chrombpnet_params(tensors, config)
 
 
 SHOWN_HYPER = ("n_filters", "n_layers", "n_control_tracks", "trimming")
@@ -157,17 +182,6 @@ def _describe(hyper: dict) -> str:
         (f"{part}: " if part else "") + ", ".join(f"{k} {v}" for k, v in h.items() if k in SHOWN_HYPER)
         for part, h in hyper.items()
     )
-
-
-def _graph_writer(module: str, name: str):
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):  # the module itself is absent, not one of its imports
-            return None
-        raise
 
 
 if __name__ == "__main__":

@@ -98,8 +98,11 @@ def conv_lengths(seq_len: int, layout: Layout) -> list[int]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassicConfig:
-    """What a converted classic model needs: sizes inferred from the tensors, plus names and L."""
+class ClassicSizes:
+    """What a converted classic model needs: sizes inferred from the tensors, plus names and L.
+
+    :func:`model_config` turns it into the jaxmotif model config of ``arch``.
+    """
 
     arch: str
     seq_len: int
@@ -131,7 +134,7 @@ def _lengths_for(pooled: int, layout: Layout) -> list[int]:
 
 def infer_config(
     sd: dict, arch: str, *, seq_len: int | None = None, alphabet: str | None = None, output_names=None
-) -> ClassicConfig:
+) -> ClassicSizes:
     """Sizes from the tensors; ``seq_len`` only where the first Linear leaves it open."""
     layout = LAYOUTS[arch]
     widths = tuple(_shape(sd, f"{c}.weight", arch)[0] for c in layout.convs)
@@ -162,10 +165,10 @@ def infer_config(
     names = tuple(output_names) if output_names else tuple(f"output{i}" for i in range(outputs))
     if len(names) != outputs:
         raise ConversionError(f"{len(names)} output names given for a model with {outputs} outputs")
-    return ClassicConfig(arch, seq_len, widths, hidden, outputs, names, alphabet)
+    return ClassicSizes(arch, seq_len, widths, hidden, outputs, names, alphabet)
 
 
-def expected_shapes(config: ClassicConfig) -> dict[str, tuple]:
+def expected_shapes(config: ClassicSizes) -> dict[str, tuple]:
     """Every key of the PyTorch state_dict for ``config``, with its shape."""
     layout = LAYOUTS[config.arch]
     keys = {}
@@ -195,7 +198,7 @@ def _bn_keys(prefix, channels):
     return keys
 
 
-def check_keys(sd: dict, config: ClassicConfig) -> None:
+def check_keys(sd: dict, config: ClassicSizes) -> None:
     """Raises one ConversionError listing every missing, unexpected and mis-shaped key."""
     want = expected_shapes(config)
     missing = sorted(k for k in want if k not in sd and not k.endswith("num_batches_tracked"))
@@ -233,7 +236,7 @@ def flatten_rows(w: np.ndarray, channels: int, positions: int) -> np.ndarray:
     )
 
 
-def to_params(sd: dict, config: ClassicConfig) -> dict:
+def to_params(sd: dict, config: ClassicSizes) -> dict:
     """The explicit key map: PyTorch keys -> the nested parameter dict of the jaxmotif model."""
     layout = LAYOUTS[config.arch]
     params = {}
@@ -264,7 +267,22 @@ def _bn(sd, prefix):
     return {jax: np.asarray(sd[f"{prefix}.{torch}"], np.float32) for torch, jax in BN_TORCH_TO_JAX.items()}
 
 
-def convert_classic(sd: dict, arch: str, **options) -> tuple[ClassicConfig, dict]:
+def model_config(sizes: ClassicSizes):
+    """The jaxmotif model config (``jaxmotif.models.<arch>``) of converted ``sizes``."""
+    import importlib
+
+    module = importlib.import_module(f"jaxmotif.models.{sizes.arch}")
+    cls = {"basset": "BassetConfig", "deepsea": "DeepSEAConfig", "beluga": "BelugaConfig"}[sizes.arch]
+    return getattr(module, cls)(
+        seq_len=sizes.seq_len,
+        widths=sizes.widths,
+        hidden=sizes.hidden,
+        output_names=sizes.output_names,
+        source_alphabet=sizes.source_alphabet,
+    )
+
+
+def convert_classic(sd: dict, arch: str, **options) -> tuple[ClassicSizes, dict]:
     """state_dict (NumPy) -> (config, params); every check happens here, before anything is written."""
     from convert.readers import strip_prefix
 

@@ -125,9 +125,8 @@ def bpnet_family_hyperparameters(ck: Checkpoint, arch: str) -> dict:
     """``{"": hyper}`` for a BPNet; ``{"bias": hyper, "accessibility": hyper}`` for a ChromBPNet."""
     sd = ck.tensors
     if arch == "bpnet":
-        prefix = "model." if "model.iconv.weight" in sd else ""  # bpnet-lite's ControlWrapper
-        record = ck.modules.get(prefix.rstrip("."))
-        return {"": bpnet_hyperparameters(sd, record.hyper if record else None, prefix)}
+        record = ck.modules.get("")
+        return {"": bpnet_hyperparameters(sd, record.hyper if record else None)}
     out = {}
     for part in ("bias", "accessibility"):
         record = ck.modules.get(part)
