@@ -37,8 +37,17 @@ def _output_names(values):
         names = [line.strip() for line in Path(values[0]).read_text().splitlines() if line.strip()]
         if not names:
             raise CliError(f"--output-names {values[0]}: the file names no output")
-        return names
-    return list(values)
+    else:
+        names = list(values)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # kipoi's DeepSEA list repeats some: a name then means its first output
+        shown = ", ".join(repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        print(
+            f"warning: --output-names repeats {len(repeated)} name(s) ({shown}); by name, the first "
+            "output of each is meant (use indices for the others)",
+            file=sys.stderr,
+        )
+    return names
 
 
 def main(argv=None) -> int:
@@ -106,11 +115,11 @@ def convert_path(
     overwrite=False,
 ) -> str:
     """Reads ``path``, detects and checks the architecture, converts and writes; returns a summary line."""
-    from convert.detect import bpnet_family_hyperparameters, detect_arch
+    from convert.detect import bpnet_family_hyperparameters, detect_arch, strip_wrapper
     from convert.readers import ConversionError, read_checkpoint, strip_prefix
 
     ck = read_checkpoint(path, bias=bias)
-    ck.tensors = strip_prefix(ck.tensors)  # DataParallel's "module."
+    ck.tensors = strip_wrapper(strip_prefix(ck.tensors))  # DataParallel's "module.", kipoi's wrappers
     arch = arch or detect_arch(ck)
     if arch == "deephistone":
         from convert.convert import convert_state_dict
@@ -150,9 +159,8 @@ def convert_path(
 
 def bpnet_family_params(tensors: dict, arch: str, hyper: dict, *, seq_len: int | None = None):
     """(config, params) of a checked bpnet-lite BPNet / ChromBPNet state_dict (key maps: convert.bpnet)."""
-    from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
-
     from convert.bpnet import bpnet_params, chrombpnet_params
+    from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
 
     def config_of(h: dict, prefix: str) -> BPNetConfig:
         return BPNetConfig(

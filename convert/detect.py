@@ -17,6 +17,20 @@ from convert.readers import Checkpoint, ConversionError
 ARCHITECTURES = ("deephistone", "bpnet", "chrombpnet", "basset", "deepsea", "beluga")
 
 
+def strip_wrapper(sd: dict) -> dict:
+    """Drops a wrapping ``nn.Sequential`` index every key shares (kipoi's ``deepsea_predict.pth`` is
+    ``Sequential(ReCodeAlphabet(), ConcatenateRC(), deepsea, AverageRC())``: keys ``2.0.weight``, ...)."""
+    first = {k.split(".", 1)[0] for k in sd}
+    if len(first) == 1 and next(iter(first)).isdigit() and all("." in k for k in sd):
+        inner = {k.split(".", 1)[1]: v for k, v in sd.items()}
+        try:
+            detect_arch(Checkpoint(inner, "state_dict"))
+        except ConversionError:
+            return sd
+        return inner
+    return sd
+
+
 def detect_arch(ck: Checkpoint) -> str:
     """The architecture name for ``ck`` (see the module docstring); an error lists what was seen."""
     keys = set(ck.tensors)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from convert.classic import LAYOUTS, convert_classic, expected_shapes, infer_config
-from convert.detect import detect_arch
+from convert.detect import detect_arch, strip_wrapper
 from convert.readers import Checkpoint, ConversionError
 from convert.torch_reference import Beluga, basset, deepsea, randomize_batchnorm
 
@@ -135,3 +135,13 @@ def test_mismatches_name_the_key():
         convert_classic({k: v for k, v in sd.items() if not k.startswith("14.")}, "deepsea")
     with pytest.raises(ConversionError, match="--alphabet 'ACGU'"):
         convert_classic(sd, "deepsea", alphabet="ACGU")
+
+
+def test_kipoi_wrapped_state_dicts_are_unwrapped():
+    """kipoi's deepsea_predict.pth wraps the network: Sequential(ReCodeAlphabet, ConcatenateRC, net, ...)."""
+    net, _ = small_net("deepsea")
+    sd = state_dict(net)
+    inner = strip_wrapper({f"2.{k}": v for k, v in sd.items()})
+    assert set(inner) == set(sd) and detect_arch(Checkpoint(inner, "state_dict")) == "deepsea"
+    unknown = {"2.a.weight": np.zeros(1)}
+    assert strip_wrapper(unknown) is unknown
