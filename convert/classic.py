@@ -24,66 +24,84 @@ import dataclasses
 import numpy as np
 
 from convert.readers import ConversionError
+from jaxmotif.models.basset import BassetConfig
+from jaxmotif.models.beluga import BelugaConfig
+from jaxmotif.models.deepsea import DeepSEAConfig
 
 BN_TORCH_TO_JAX = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """One published layout: where each layer's tensors are and how the convolutions are laid out."""
+    """Where a published checkpoint keeps each layer's tensors.
+
+    The layer pattern itself (kernel widths, pools, published sizes and one-hot order) is the
+    model's: it is read from ``model``, the architecture's config class in ``jaxmotif.models``.
+    """
 
     arch: str
+    model: type  # BassetConfig | DeepSEAConfig | BelugaConfig
     convs: tuple[str, ...]  # state_dict prefixes of the convolutions, in order
-    kernel_widths: tuple[int, ...]
-    pools: tuple[int, ...]  # max-pool width after each convolution (1 = none)
     conv_norms: tuple[str | None, ...]  # BatchNorm2d prefix after each convolution
     dense: tuple[str, ...]  # Linear prefixes, in order (the last one is the output layer)
     dense_norms: tuple[str | None, ...]  # BatchNorm1d prefix after each hidden Linear
     kernel_axis: int  # 2: Conv2d (out, in, K, 1) [Basset]; 3: (out, in, 1, K) [DeepSEA, Beluga]
-    seq_len: int  # the published input length
-    alphabet: str  # the published one-hot order
-    defaults: dict  # published widths / hidden / outputs (documentation and full-size checks)
+
+    @property
+    def kernel_widths(self) -> tuple[int, ...]:
+        return self.model.kernel_widths
+
+    @property
+    def pools(self) -> tuple[int, ...]:
+        """Max-pool width after each convolution (1 = none)."""
+        return self.model.pools
+
+    @property
+    def published(self):
+        """The published model's config (sizes, L, one-hot order)."""
+        return self.model()
+
+    @property
+    def seq_len(self) -> int:
+        return self.published.seq_len
+
+    @property
+    def alphabet(self) -> str:
+        return self.published.source_alphabet
+
+    @property
+    def defaults(self) -> dict:
+        c = self.published
+        return {"widths": c.widths, "hidden": c.hidden, "outputs": c.num_outputs}
 
 
 LAYOUTS = {
     "basset": Layout(
         arch="basset",
+        model=BassetConfig,
         convs=("0", "4", "8"),
-        kernel_widths=(19, 11, 7),
-        pools=(3, 4, 4),
         conv_norms=("1", "5", "9"),
         dense=("13.1", "17.1", "21.1"),
         dense_norms=("14", "18"),
         kernel_axis=2,
-        seq_len=600,
-        alphabet="ACGT",
-        defaults={"widths": (300, 200, 200), "hidden": (1000, 1000), "outputs": 164},
     ),
     "deepsea": Layout(
         arch="deepsea",
+        model=DeepSEAConfig,
         convs=("0", "4", "8"),
-        kernel_widths=(8, 8, 8),
-        pools=(4, 4, 1),
         conv_norms=(None, None, None),
         dense=("12.1", "14.1"),
         dense_norms=(None,),
         kernel_axis=3,
-        seq_len=1000,
-        alphabet="AGCT",
-        defaults={"widths": (320, 480, 960), "hidden": (925,), "outputs": 919},
     ),
     "beluga": Layout(
         arch="beluga",
+        model=BelugaConfig,
         convs=tuple(f"model.0.{i}" for i in (0, 2, 6, 8, 12, 14)),
-        kernel_widths=(8,) * 6,
-        pools=(1, 4, 1, 4, 1, 1),
         conv_norms=(None,) * 6,
         dense=("model.1.2.1", "model.1.4.1"),
         dense_norms=(None,),
         kernel_axis=3,
-        seq_len=2000,
-        alphabet="AGCT",
-        defaults={"widths": (320, 320, 480, 480, 640, 640), "hidden": (2003,), "outputs": 2002},
     ),
 }
 
@@ -269,11 +287,7 @@ def _bn(sd, prefix):
 
 def model_config(sizes: ClassicSizes):
     """The jaxmotif model config (``jaxmotif.models.<arch>``) of converted ``sizes``."""
-    import importlib
-
-    module = importlib.import_module(f"jaxmotif.models.{sizes.arch}")
-    cls = {"basset": "BassetConfig", "deepsea": "DeepSEAConfig", "beluga": "BelugaConfig"}[sizes.arch]
-    return getattr(module, cls)(
+    return LAYOUTS[sizes.arch].model(
         seq_len=sizes.seq_len,
         widths=sizes.widths,
         hidden=sizes.hidden,
