@@ -63,6 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--arch", choices=ARCHITECTURES, help="architecture (default: read from the keys)")
     p.add_argument("--bias", metavar="BIAS.h5", help="the bias model of an ENCODE ChromBPNet Keras pair")
     p.add_argument("--seq-len", type=int, default=None, help="window length L (default: from the shapes)")
+    p.add_argument(
+        "--trimming", type=int, default=None, help="a BPNet state_dict's trimming (default 47 + sum 2^i)"
+    )
     p.add_argument("--final-activation", default=None, help="DeepHistone: sigmoid (default), softmax or none")
     p.add_argument(
         "--alphabet",
@@ -88,6 +91,7 @@ def main(argv=None) -> int:
                 arch=args.arch,
                 bias=args.bias,
                 seq_len=args.seq_len,
+                trimming=args.trimming,
                 final_activation=args.final_activation,
                 alphabet=args.alphabet,
                 output_names=names,
@@ -109,6 +113,7 @@ def convert_path(
     arch=None,
     bias=None,
     seq_len=None,
+    trimming=None,
     final_activation=None,
     alphabet=None,
     output_names=None,
@@ -121,6 +126,8 @@ def convert_path(
     ck = read_checkpoint(path, bias=bias)
     ck.tensors = strip_wrapper(strip_prefix(ck.tensors))  # DataParallel's "module.", kipoi's wrappers
     arch = arch or detect_arch(ck)
+    if trimming is not None and arch != "bpnet":
+        raise ConversionError(f"--trimming is for BPNet checkpoints, not {arch}")
     if arch == "deephistone":
         from convert.convert import convert_state_dict
         from jaxmotif.models.checkpoint import write_checkpoint
@@ -141,7 +148,7 @@ def convert_path(
             raise ConversionError(f"--output-names: a {arch} has the fixed outputs profile and counts")
         if alphabet and alphabet.upper() != "ACGT":
             raise ConversionError(f"--alphabet {alphabet}: bpnet-lite models read ACGT")
-        hyper = bpnet_family_hyperparameters(ck, arch)
+        hyper = bpnet_family_hyperparameters(ck, arch, trimming=trimming)
         config, params = bpnet_family_params(ck.tensors, arch, hyper, seq_len=seq_len)
         write_checkpoint(out_dir, config, params, overwrite=overwrite)
         return f"{arch} ({_describe(hyper)}), L = {config.seq_len} -> {config.out_len}"

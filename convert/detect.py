@@ -64,12 +64,15 @@ def _shape(sd, key):
     return tuple(np.shape(sd[key]))
 
 
-def bpnet_hyperparameters(sd: dict, recorded: dict | None = None, prefix: str = "") -> dict:
+def bpnet_hyperparameters(
+    sd: dict, recorded: dict | None = None, prefix: str = "", trimming: int | None = None
+) -> dict:
     """``n_filters``, ``n_layers``, ``n_outputs``, ``n_control_tracks``, ``trimming`` of one BPNet.
 
     Inferred from the tensors under ``prefix``; every key's shape is checked against them, and so is
     every hyperparameter ``recorded`` in a pickled module. A mismatch raises an error naming the key.
-    ``trimming`` is not in the tensors: the recorded value, else bpnet-lite's default for ``n_layers``.
+    ``trimming`` is not in the tensors: ``trimming`` if given (checked against a recorded value),
+    else the recorded value, else bpnet-lite's default for ``n_layers``.
     """
     from convert.readers import default_trimming
 
@@ -116,7 +119,10 @@ def bpnet_hyperparameters(sd: dict, recorded: dict | None = None, prefix: str = 
                 f"{inferred[name]} "
                 f"({_evidence(name, prefix)})"
             )
-    trimming = recorded.get("trimming")
+    if trimming is not None and recorded.get("trimming") not in (None, trimming):
+        problems.append(f"--trimming {trimming}, but the file records trimming = {recorded['trimming']}")
+    if trimming is None:
+        trimming = recorded.get("trimming")
     if trimming is None:
         trimming = default_trimming(n_layers)
     if not isinstance(trimming, int) or trimming < 0:
@@ -135,12 +141,17 @@ def _evidence(name: str, prefix: str) -> str:
     }[name]
 
 
-def bpnet_family_hyperparameters(ck: Checkpoint, arch: str) -> dict:
-    """``{"": hyper}`` for a BPNet; ``{"bias": hyper, "accessibility": hyper}`` for a ChromBPNet."""
+def bpnet_family_hyperparameters(ck: Checkpoint, arch: str, trimming: int | None = None) -> dict:
+    """``{"": hyper}`` for a BPNet; ``{"bias": hyper, "accessibility": hyper}`` for a ChromBPNet.
+
+    ``trimming`` (a BPNet's; state_dicts do not record it) overrides bpnet-lite's default.
+    """
     sd = ck.tensors
     if arch == "bpnet":
         record = ck.modules.get("")
-        return {"": bpnet_hyperparameters(sd, record.hyper if record else None)}
+        return {"": bpnet_hyperparameters(sd, record.hyper if record else None, trimming=trimming)}
+    if trimming is not None:
+        raise ConversionError("--trimming is for a BPNet; a ChromBPNet's halves record or default theirs")
     out = {}
     for part in ("bias", "accessibility"):
         record = ck.modules.get(part)

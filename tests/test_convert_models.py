@@ -197,3 +197,39 @@ def test_kernels_run_on_a_converted_deepsea(rng, method):
     seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, seq_len))]
     out = np.asarray(METHODS[method](model, seq))
     assert out.shape[0] == 2 and np.all(np.isfinite(out[~np.isnan(out)])) and np.any(out != 0)
+
+
+def test_bpnet_state_dict_with_trimming_flag(tmp_path, rng):
+    net = _bpnet(5, 2, trimming=40).eval()  # not bpnet-lite's default (53): a state_dict cannot say so
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    out = tmp_path / "ckpt"
+    assert convert_main([str(tmp_path / "sd.pt"), str(out), "--seq-len", str(L), "--trimming", "40"]) == 0
+    model = jaxmotif.load_model(out)
+    seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, L))]
+    profile, counts = torch_heads(net, seq)
+    got = model(seq)
+    assert got["profile"].shape == profile.shape == (2, L - 80, 2)
+    assert_rel(got["profile"], profile)
+    assert_rel(got["counts"], counts)
+
+
+@pytest.mark.parametrize("arch", sorted(CLASSIC))
+def test_full_size_graphs_hold_the_published_tensors(arch):
+    """The published models' parameter shapes, without allocating them or running a forward."""
+    from test_convert_classic import FULL
+
+    from convert.classic import LAYOUTS, conv_kernel
+    from jaxmotif.models.checkpoint import abstract_params
+
+    make, _ = FULL[arch]
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    layout = LAYOUTS[arch]
+    config = layout.published
+    params = abstract_params(config)
+    for i, conv in enumerate(layout.convs):
+        kernel = conv_kernel(np.empty(shapes[f"{conv}.weight"], np.float32), layout.kernel_axis)
+        assert params[f"conv{i + 1}"]["kernel"].shape == kernel.shape
+    hidden = shapes[f"{layout.dense[0]}.weight"]
+    assert params["dense1"]["kernel"].shape == (hidden[1], hidden[0])
+    assert params["out"]["kernel"].shape[-1] == config.num_outputs == shapes[f"{layout.dense[-1]}.weight"][0]

@@ -244,3 +244,11 @@ def test_output_names_from_a_file(tmp_path):
 def test_torch_reference_cites_nothing_outside_the_repository():
     text = (REPO / "convert" / "torch_reference.py").read_text()
     assert "shared/" not in text and "/work/" not in text
+
+
+def test_trimming_flag_must_agree_with_a_recorded_one(tmp_path):
+    torch.save(_bpnet(4, 2, trimming=40), tmp_path / "m.torch")
+    ck = read_checkpoint(tmp_path / "m.torch")
+    assert bpnet_family_hyperparameters(ck, "bpnet")[""]["trimming"] == 40
+    with pytest.raises(ConversionError, match="--trimming 30, but the file records trimming = 40"):
+        bpnet_family_hyperparameters(ck, "bpnet", trimming=30)
