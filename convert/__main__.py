@@ -1,6 +1,7 @@
 """python -m convert FILE OUT_DIR: a PyTorch / bpnet-lite / Keras checkpoint -> jaxmotif checkpoint."""
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--trimming", type=int, default=None, help="a BPNet state_dict's trimming (default 47 + sum 2^i)"
     )
-    p.add_argument("--final-activation", default=None, help="DeepHistone: sigmoid (default), softmax or none")
+    p.add_argument("--final-activation", default=None, help="sigmoid (default), none; softmax (DeepHistone)")
     p.add_argument(
         "--alphabet",
         default=None,
@@ -144,6 +145,8 @@ def convert_path(
     from jaxmotif.models.checkpoint import write_checkpoint
 
     if arch in ("bpnet", "chrombpnet"):
+        if final_activation:
+            raise ConversionError(f"--final-activation: a {arch} returns logits and log-counts")
         if output_names:
             raise ConversionError(f"--output-names: a {arch} has the fixed outputs profile and counts")
         if alphabet and alphabet.upper() != "ACGT":
@@ -157,10 +160,14 @@ def convert_path(
     sizes, params = convert_classic(
         ck.tensors, arch, seq_len=seq_len, alphabet=alphabet, output_names=output_names
     )
-    write_checkpoint(out_dir, model_config(sizes), params, overwrite=overwrite)
+    config = model_config(sizes)
+    if final_activation:
+        config = dataclasses.replace(config, final_activation=final_activation)
+    write_checkpoint(out_dir, config, params, overwrite=overwrite)
     return (
         f"{arch}, L = {sizes.seq_len}, widths {sizes.widths}, hidden {sizes.hidden}, "
-        f"{sizes.num_outputs} outputs, one-hot {sizes.source_alphabet} folded to ACGT"
+        f"{sizes.num_outputs} outputs"
+        + (f", one-hot {sizes.source_alphabet} folded to ACGT" if sizes.source_alphabet != "ACGT" else "")
     )
 
 
