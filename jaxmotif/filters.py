@@ -185,12 +185,12 @@ def conv1_weights(model) -> tuple[np.ndarray, np.ndarray]:
     """
     from jaxmotif.graph import first_conv, lookup
 
-    spec = first_conv(model.graph, "seq")
+    path, spec = first_conv(model.graph, "seq")
     if spec.dilation != 1:
         raise ValueError(
-            f"the first convolution {spec.name!r} is dilated ({spec.dilation}); its filters are no PWMs"
+            f"the first convolution {path!r} is dilated ({spec.dilation}); its filters are no PWMs"
         )
-    conv = lookup(model.module(), spec.name)
+    conv = lookup(model.module(), path)
     kernel = np.asarray(conv.kernel[...], np.float32)
     bias = conv.bias_value()
     bias = np.zeros(kernel.shape[-1], np.float32) if bias is None else np.asarray(bias, np.float32)

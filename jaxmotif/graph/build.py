@@ -537,27 +537,29 @@ def context_values(graph: Graph, source: str = "seq", want=None) -> tuple[str, .
     return tuple(out)
 
 
-def first_conv(graph: Graph, source: str = "seq") -> L.Conv:
-    """The first convolution applied to input ``source`` (DeepHistone's conv1, BPNet's iconv)."""
+def first_conv(graph: Graph, source: str = "seq") -> tuple[str, L.Conv]:
+    """(parameter path, spec) of the first convolution on input ``source`` (DeepHistone's
+    ``seq_map.conv1``, BPNet's ``iconv``): the first layer with parameters, if it is a Conv."""
 
-    def walk(op):
-        if isinstance(op, L.Conv):
-            return op
+    def walk(op, prefix):
+        if isinstance(op, PARAM_LAYERS):
+            return op, prefix
         if isinstance(op, L.Seq | L.Residual):
+            inner = prefix + (f"{op.name}." if getattr(op, "name", None) else "")
             for child in op.body:
-                found = walk(child)
-                if found is not None or not isinstance(child, L.Act | L.Tap | L.Dropout | L.BatchNorm):
+                found = walk(child, inner)
+                if found is not None:
                     return found
         if isinstance(op, L.DenseBlock):
-            return None
+            return walk(op.layers[0], f"{prefix}{op.name}.layers.0.")
         return None
 
     for node in graph.nodes:
         if source in node.inputs:
-            conv = walk(node.op)
-            if conv is not None:
-                return conv
-    raise ValueError(f"the graph applies no convolution directly to its input {source!r}")
+            found = walk(node.op, "")
+            if found is not None and isinstance(found[0], L.Conv):
+                return found[1] + found[0].name, found[0]
+    raise ValueError(f"the graph's first layer on its input {source!r} is not a convolution")
 
 
 def tap_names(graph: Graph, length: int, source: str = "seq") -> tuple[str, ...]:
