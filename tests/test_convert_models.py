@@ -124,12 +124,11 @@ def test_classic_fast_ism_equals_full(tmp_path, rng, arch):
     net, seq_len = small_net(arch, seed=4)
     model = classic_model(arch, net, seq_len)
     seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (1, seq_len))]
-    full = jaxmotif.mutation_map(model, seq, targets=[0, 1], method="full")
-    try:
-        fast = jaxmotif.mutation_map(model, seq, targets=[0, 1], method="fast")
-    except (AttributeError, NotImplementedError, ValueError) as e:  # fast ISM is the graph branch's
-        pytest.skip(f"fast ISM does not handle {arch} in this build: {type(e).__name__}: {e}")
+    # raw mutant predictions: deltas of p ~ 0.5 would compare fp32 cancellation noise
+    full = jaxmotif.mutation_map(model, seq, score="raw", targets=[0, 1], method="full")
+    fast = jaxmotif.mutation_map(model, seq, score="raw", targets=[0, 1], method="fast")
     assert_rel(fast, full)
+    assert np.ptp(full) > 1e-4  # substitutions change the outputs
 
 
 # ---- bpnet-lite ------------------------------------------------------------------------------------------
