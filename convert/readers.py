@@ -75,6 +75,8 @@ STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 
+MAX_TENSOR_ELEMENTS = 2**33  # 32 GB of float32: far above any published genomics CNN
+
 # Classes recorded by name (never imported): every torch.nn layer, and bpnet-lite's models.
 MODULE_PREFIXES = ("torch.nn.modules.",)
 MODULE_CLASSES = frozenset(
@@ -137,6 +139,10 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         raise ConversionError("a tensor has a negative size, stride or offset")
     if any(s == 0 for s in size):
         return np.zeros(size, storage.dtype)
+    count = int(np.prod(size, dtype=np.int64))
+    if count > MAX_TENSOR_ELEMENTS or count > 1024 * storage.size:
+        # a broadcast (stride-0) view is legal but a 1-element storage must not become gigabytes
+        raise ConversionError(f"a tensor of shape {size} is implausibly large (storage: {storage.size})")
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if last >= storage.size:
         raise ConversionError(f"a tensor of shape {size} reads past the end of its storage ({storage.size})")
