@@ -252,3 +252,10 @@ def test_trimming_flag_must_agree_with_a_recorded_one(tmp_path):
     assert bpnet_family_hyperparameters(ck, "bpnet")[""]["trimming"] == 40
     with pytest.raises(ConversionError, match="--trimming 30, but the file records trimming = 40"):
         bpnet_family_hyperparameters(ck, "bpnet", trimming=30)
+
+
+def test_a_stride_zero_bomb_is_refused(tmp_path):
+    """A 1-element storage viewed as a huge broadcast tensor is refused before anything is allocated."""
+    torch.save({"w": torch.zeros(1).expand(2**20, 2**15)}, tmp_path / "bomb.pt")
+    with pytest.raises(ConversionError, match="implausibly large"):
+        read_checkpoint(tmp_path / "bomb.pt")
