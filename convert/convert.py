@@ -1,6 +1,6 @@
 """PyTorch DeepHistone ``state_dict`` -> jaxmotif checkpoint, as a chain of small pure steps.
 
-    load_state_dict(path)           file -> {key: np.ndarray}  (torch.load(weights_only=True), safetensors)
+    load_state_dict(path)           file -> {key: np.ndarray}  (convert.readers: nothing in the file is run)
     strip_prefix(sd)                drops DataParallel's "module."
     infer_config(sd, ...)           variant, widths, hidden, outputs, L from the keys and shapes
     check_keys(sd, config)          every missing / unexpected / mis-shaped key, by name
@@ -13,13 +13,13 @@ of ``(N, C, 1, W)`` (index ``c * W + w`` per branch); ours flattens ``(N, W, C)`
 so its weight columns are permuted once here instead of transposing activations at run time.
 """
 
+import dataclasses
 import os
-import warnings
-import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from convert.classic import fold_alphabet
+from convert.readers import ConversionError, read_torch, strip_prefix
 from jaxmotif.models.checkpoint import write_checkpoint
 from jaxmotif.models.deephistone import DENSE_LAYERS, DeepHistoneConfig, default_output_names
 
@@ -28,69 +28,17 @@ BN_TORCH_TO_JAX = {"weight": "scale", "bias": "bias", "running_mean": "mean", "r
 KNOWN_LENGTHS = (1000, 500)
 
 
-class ConversionError(ValueError):
-    """A state_dict that cannot be converted; the message names the file or the keys at fault."""
-
-
 # ---- loading ------------------------------------------------------------------------------------
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a state_dict without running code from the file.
+    """Reads a state_dict without running code from the file (see :mod:`convert.readers`).
 
-    ``.safetensors`` through safetensors; anything else (``.pt``, ``.pth``, ``.txt``, ``.bin``) through
-    ``torch.load(..., weights_only=True)``, which refuses pickles that would construct arbitrary
-    objects. A ``{"state_dict": ...}`` or ``{"model_state_dict": ...}`` wrapper is unwrapped.
+    ``.safetensors`` through safetensors; torch's zip format through the restricted unpickler;
+    legacy pickles through ``torch.load(..., weights_only=True)``. A ``{"state_dict": ...}`` or
+    ``{"model_state_dict": ...}`` wrapper is unwrapped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        try:
-            return {k: np.asarray(v) for k, v in load_file(str(path)).items()}
-        except Exception as e:
-            raise ConversionError(
-                f"{path}: not a readable safetensors file ({type(e).__name__}: {e})"
-            ) from None
-    import pickle
-
-    import torch
-
-    try:
-        with warnings.catch_warnings():
-            # a legacy (non-zip) pickle of another protocol only draws a notice; a refusal is an error
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConversionError(
-            f"{path}: cannot load as a state_dict with torch.load(weights_only=True): {first}"
-        ) from None
-    if isinstance(obj, dict):
-        for wrapper in ("state_dict", "model_state_dict"):
-            if wrapper in obj and isinstance(obj[wrapper], dict):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
-    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ConversionError(
-            f"{path}: not a state_dict: {bad[0]!r} is a {type(obj[bad[0]]).__name__}, not a tensor"
-        )
-    return {
-        str(k): v.detach().cpu().float().numpy() if v.is_floating_point() else v.cpu().numpy()
-        for k, v in obj.items()
-    }
-
-
-def strip_prefix(sd: dict, prefix: str = "module.") -> dict:
-    """Removes DataParallel's ``module.`` prefix when every key has it."""
-    if sd and all(k.startswith(prefix) for k in sd):
-        return {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd
+    return read_torch(path).tensors
 
 
 # ---- inference and checks -----------------------------------------------------------------------
@@ -274,7 +222,13 @@ def convert_state_dict(sd: dict, **config_options) -> tuple[DeepHistoneConfig, d
     sd = strip_prefix(dict(sd))
     config = infer_config(sd, **config_options)
     check_keys(sd, config)
-    return config, to_params(sd, config)
+    params = to_params(sd, config)
+    if config.alphabet != "ACGT":
+        # fold the checkpoint's one-hot order into conv1 (its 4 rows are the bases): the model reads ACGT
+        conv1 = params["seq_map"]["conv1"]
+        conv1["kernel"] = fold_alphabet(conv1["kernel"], config.alphabet)
+        config = dataclasses.replace(config, alphabet="ACGT")
+    return config, params
 
 
 def convert_file(path, out_dir, *, overwrite: bool = False, **config_options) -> DeepHistoneConfig:

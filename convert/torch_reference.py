@@ -1,9 +1,18 @@
-"""PyTorch reference definitions of DeepHistone (Yin et al. 2019), as published.
+"""PyTorch reference definitions of the architectures ``python -m convert`` reads.
 
-Module names match the published code, so their ``state_dict`` keys are exactly those of a
-checkpoint trained with it (see shared/reference/deephistone_state_dict.tsv). Widths, hidden size,
-output count and length are parameters so tests can use narrow models; the defaults are the
-published ones. Use these to check your own checkpoint against its jaxmotif conversion:
+Module names and indices match the published code, so their ``state_dict`` keys are exactly those
+of the published checkpoints (``convert.convert.expected_shapes`` lists DeepHistone's, and
+``convert.classic.expected_shapes`` those of Basset, DeepSEA and Beluga):
+
+- DeepHistone (Yin et al. 2019): :class:`NetDeepHistone`, :class:`NetDeepHistoneDNA`.
+- Basset (Kelley et al. 2016) in the kipoi model zoo's layout: :func:`basset`, input ``(N, 4, L, 1)``.
+- DeepSEA (Zhou & Troyanskaya 2015) in kipoi's layout: :func:`deepsea`, input ``(N, 4, 1, L)``,
+  one-hot rows in A, G, C, T order.
+- Beluga (Zhou et al. 2018, ExPecto's ``chromatin.py``): :class:`Beluga`, input ``(N, 4, 1, L)``,
+  rows in A, G, C, T order.
+
+Widths, hidden sizes, output counts and lengths are parameters so tests can use narrow models; the
+defaults are the published ones. Use these to check your own checkpoint against its conversion:
 
     >>> net = NetDeepHistone(); net.load_state_dict(torch.load(path, weights_only=True)); net.eval()
     >>> net(seq_nchw, dnase_nchw)   # seq (N, 4, L), dnase (N, 1, L)
@@ -104,6 +113,125 @@ class NetDeepHistoneDNA(nn.Module):
 
     def forward(self, seq):
         return self.linear_map(self.seq_map(seq))
+
+
+class _Flatten(nn.Module):
+    """PyTorch's flatten of ``(N, C, H, W)``: index ``c * H * W + h * W + w`` (channel-major)."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+def _linear(features: int, out: int) -> nn.Sequential:
+    # kipoi wraps each Linear as Sequential(Lambda(reshape), Linear): the key is "<i>.1.weight"
+    return nn.Sequential(nn.Identity(), nn.Linear(features, out))
+
+
+def conv_lengths(seq_len: int, widths, pools) -> list[int]:
+    """Positions after each valid convolution (and its pool, 1 = none), PyTorch's floor pooling."""
+    lengths, n = [], seq_len
+    for width, pool in zip(widths, pools, strict=True):
+        n = (n - width + 1) // pool
+        lengths.append(n)
+    return lengths
+
+
+def basset(
+    seq_len: int = 600, widths=(300, 200, 200), hidden: int = 1000, outputs: int = 164
+) -> nn.Sequential:
+    """kipoi ``Basset``: ``(N, 4, L, 1) -> (N, outputs)`` sigmoid; convolutions run along dim 2.
+
+    Indices: convs 0/4/8 (kernels (19, 1), (11, 1), (7, 1), no padding), BatchNorm2d 1/5/9, ReLU,
+    max-pools (3, 1)/(4, 1)/(4, 1); flatten 12; Linear 13.1 / 17.1 / 21.1 with BatchNorm1d 14 / 18.
+    """
+    w1, w2, w3 = widths
+    pooled = conv_lengths(seq_len, (19, 11, 7), (3, 4, 4))[-1]
+    return nn.Sequential(
+        nn.Conv2d(4, w1, (19, 1)),
+        nn.BatchNorm2d(w1),
+        nn.ReLU(),
+        nn.MaxPool2d((3, 1), (3, 1)),
+        nn.Conv2d(w1, w2, (11, 1)),
+        nn.BatchNorm2d(w2),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
+        nn.Conv2d(w2, w3, (7, 1)),
+        nn.BatchNorm2d(w3),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
+        _Flatten(),
+        _linear(w3 * pooled, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        _linear(hidden, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        _linear(hidden, outputs),
+        nn.Sigmoid(),
+    )
+
+
+def deepsea(seq_len: int = 1000, widths=(320, 480, 960), hidden: int = 925, outputs: int = 919):
+    """kipoi ``DeepSEA``: ``(N, 4, 1, L)`` (rows A, G, C, T) ``-> (N, outputs)`` sigmoid.
+
+    Indices: convs 0/4/8 (kernels (1, 8), no padding), each followed by ``Threshold(0, 1e-6)``;
+    max-pools (1, 4) at 2 and 6; dropouts; flatten 11; Linear 12.1, Threshold 13, Linear 14.1, Sigmoid 15.
+    """
+    w1, w2, w3 = widths
+    pooled = conv_lengths(seq_len, (8, 8, 8), (4, 4, 1))[-1]
+    return nn.Sequential(
+        nn.Conv2d(4, w1, (1, 8)),
+        nn.Threshold(0, 1e-6),
+        nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Dropout(0.2),
+        nn.Conv2d(w1, w2, (1, 8)),
+        nn.Threshold(0, 1e-6),
+        nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Dropout(0.2),
+        nn.Conv2d(w2, w3, (1, 8)),
+        nn.Threshold(0, 1e-6),
+        nn.Dropout(0.5),
+        _Flatten(),
+        _linear(w3 * pooled, hidden),
+        nn.Threshold(0, 1e-6),
+        _linear(hidden, outputs),
+        nn.Sigmoid(),
+    )
+
+
+class Beluga(nn.Module):
+    """ExPecto's ``Beluga``: ``(N, 4, 1, L)`` (rows A, G, C, T) ``-> (N, outputs)`` sigmoid.
+
+    ``model.0``: convs at 0, 2, 6, 8, 12, 14 (kernels (1, 8), no padding, ReLU after each), dropout
+    + max-pool (1, 4) at 4-5 and 10-11. ``model.1``: dropout 0, flatten 1, Linear 2.1, ReLU 3,
+    Linear 4.1. ``model.2``: Sigmoid.
+    """
+
+    def __init__(self, seq_len=2000, widths=(320, 320, 480, 480, 640, 640), hidden=2003, outputs=2002):
+        super().__init__()
+        w = (4, *widths)
+        pooled = conv_lengths(seq_len, (8,) * 6, (1, 4, 1, 4, 1, 1))[-1]
+
+        def conv(i):
+            return [nn.Conv2d(w[i], w[i + 1], (1, 8)), nn.ReLU()]
+
+        pool = [nn.Dropout(0.2), nn.MaxPool2d((1, 4), (1, 4))]
+        self.model = nn.Sequential(
+            nn.Sequential(*conv(0), *conv(1), *pool, *conv(2), *conv(3), *pool, *conv(4), *conv(5)),
+            nn.Sequential(
+                nn.Dropout(0.5),
+                _Flatten(),
+                _linear(widths[-1] * pooled, hidden),
+                nn.ReLU(),
+                _linear(hidden, outputs),
+            ),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return self.model(x)
 
 
 def randomize_batchnorm(net: nn.Module, *, seed: int = 0) -> nn.Module:

@@ -1,0 +1,162 @@
+"""Which architecture a checkpoint holds, and BPNet hyperparameters inferred from its tensors and checked.
+
+``detect_arch`` reads the state_dict keys (and, for pickled modules, the recorded class names):
+
+    deephistone   seq_map.conv1.0.weight
+    bpnet         iconv.weight, rconvs.{i}.weight, fconv.weight, linear.weight        (bpnet-lite BPNet)
+    chrombpnet    bias.iconv.weight + accessibility.iconv.weight                    (bpnet-lite ChromBPNet)
+    basset        0.weight (300, 4, 19, 1), 13.1.weight                              (kipoi Basset)
+    deepsea       0.weight (320, 4, 1, 8), 12.1.weight, 14.1.weight                  (kipoi DeepSEA)
+    beluga        model.0.0.weight, model.1.2.1.weight                               (ExPecto Beluga)
+"""
+
+import numpy as np
+
+from convert.readers import Checkpoint, ConversionError
+
+ARCHITECTURES = ("deephistone", "bpnet", "chrombpnet", "basset", "deepsea", "beluga")
+
+
+def strip_wrapper(sd: dict) -> dict:
+    """Drops a wrapping ``nn.Sequential`` index every key shares (kipoi's ``deepsea_predict.pth`` is
+    ``Sequential(ReCodeAlphabet(), ConcatenateRC(), deepsea, AverageRC())``: keys ``2.0.weight``, ...)."""
+    first = {k.split(".", 1)[0] for k in sd}
+    if len(first) == 1 and next(iter(first)).isdigit() and all("." in k for k in sd):
+        inner = {k.split(".", 1)[1]: v for k, v in sd.items()}
+        try:
+            detect_arch(Checkpoint(inner, "state_dict"))
+        except ConversionError:
+            return sd
+        return inner
+    return sd
+
+
+def detect_arch(ck: Checkpoint) -> str:
+    """The architecture name for ``ck`` (see the module docstring); an error lists what was seen."""
+    keys = set(ck.tensors)
+    root = ck.root_class or ""
+    if root.endswith("ChromBPNet") or {"bias.iconv.weight", "accessibility.iconv.weight"} <= keys:
+        return "chrombpnet"
+    if root.endswith(("BPNet", "BasePairNet")) or {"iconv.weight", "fconv.weight", "linear.weight"} <= keys:
+        return "bpnet"
+    if "seq_map.conv1.0.weight" in keys:
+        return "deephistone"
+    if {"model.0.0.weight", "model.1.2.1.weight"} <= keys:
+        return "beluga"
+    if {"0.weight", "1.running_mean", "13.1.weight"} <= keys:
+        return "basset"
+    if {"0.weight", "12.1.weight", "14.1.weight"} <= keys:
+        return "deepsea"
+    shown = ", ".join(sorted(keys)[:6]) + (", ..." if len(keys) > 6 else "")
+    raise ConversionError(
+        f"cannot tell the architecture from the keys ({shown}); pass --arch one of {', '.join(ARCHITECTURES)}"
+    )
+
+
+# ---- BPNet (bpnet-lite) -----------------------------------------------------------------------------------
+
+BPNET_HYPER = ("n_filters", "n_layers", "n_outputs", "n_control_tracks")
+
+
+def _shape(sd, key):
+    if key not in sd:
+        raise ConversionError(f"missing key {key!r}: not a bpnet-lite BPNet state_dict")
+    return tuple(np.shape(sd[key]))
+
+
+def bpnet_hyperparameters(
+    sd: dict, recorded: dict | None = None, prefix: str = "", trimming: int | None = None
+) -> dict:
+    """``n_filters``, ``n_layers``, ``n_outputs``, ``n_control_tracks``, ``trimming`` of one BPNet.
+
+    Inferred from the tensors under ``prefix``; every key's shape is checked against them, and so is
+    every hyperparameter ``recorded`` in a pickled module. A mismatch raises an error naming the key.
+    ``trimming`` is not in the tensors: ``trimming`` if given (checked against a recorded value),
+    else the recorded value, else bpnet-lite's default for ``n_layers``.
+    """
+    from convert.readers import default_trimming
+
+    sub = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    n_filters, cin, width = _shape(sub, "iconv.weight")
+    n_layers = 0
+    while f"rconvs.{n_layers}.weight" in sub:
+        n_layers += 1
+    n_outputs, fin, fwidth = _shape(sub, "fconv.weight")
+    n_controls = fin - n_filters
+    has_count_control = 1 if n_controls > 0 else 0
+    want = {
+        "iconv.weight": (n_filters, 4, 21),
+        "iconv.bias": (n_filters,),
+        "fconv.weight": (n_outputs, n_filters + n_controls, 75),
+        "linear.weight": (1, n_filters + has_count_control),
+    }
+    for i in range(n_layers):
+        want[f"rconvs.{i}.weight"] = (n_filters, n_filters, 3)
+        want[f"rconvs.{i}.bias"] = (n_filters,)
+    optional = {"fconv.bias": (n_outputs,), "linear.bias": (1,)}  # profile/count_output_bias=False drop them
+    problems = []
+    if n_controls < 0:
+        problems.append(f"{prefix}fconv.weight has {fin} input channels, fewer than the {n_filters} filters")
+    for key, shape in {**want, **optional}.items():
+        if key in sub and tuple(np.shape(sub[key])) != shape:
+            problems.append(f"{prefix}{key} has shape {tuple(np.shape(sub[key]))}, expected {shape}")
+        elif key not in sub and key in want:
+            problems.append(f"missing key {prefix}{key}")
+    unexpected = sorted(set(sub) - set(want) - set(optional))
+    if unexpected:
+        problems.append("unexpected keys " + ", ".join(prefix + k for k in unexpected))
+    inferred = {
+        "n_filters": int(n_filters),
+        "n_layers": n_layers,
+        "n_outputs": int(n_outputs),
+        "n_control_tracks": int(max(n_controls, 0)),
+    }
+    recorded = recorded or {}
+    for name in BPNET_HYPER:
+        if name in recorded and recorded[name] is not None and recorded[name] != inferred[name]:
+            problems.append(
+                f"{prefix}{name} = {recorded[name]} recorded in the file, but the tensors give "
+                f"{inferred[name]} "
+                f"({_evidence(name, prefix)})"
+            )
+    if trimming is not None and recorded.get("trimming") not in (None, trimming):
+        problems.append(f"--trimming {trimming}, but the file records trimming = {recorded['trimming']}")
+    if trimming is None:
+        trimming = recorded.get("trimming")
+    if trimming is None:
+        trimming = default_trimming(n_layers)
+    if not isinstance(trimming, int) or trimming < 0:
+        problems.append(f"{prefix}trimming = {trimming!r} is not a non-negative integer")
+    if problems:
+        raise ConversionError("; ".join(problems))
+    return {**inferred, "trimming": trimming, "name": recorded.get("name")}
+
+
+def _evidence(name: str, prefix: str) -> str:
+    return {
+        "n_filters": f"{prefix}iconv.weight rows",
+        "n_layers": f"the {prefix}rconvs.* keys",
+        "n_outputs": f"{prefix}fconv.weight rows",
+        "n_control_tracks": f"{prefix}fconv.weight input channels minus n_filters",
+    }[name]
+
+
+def bpnet_family_hyperparameters(ck: Checkpoint, arch: str, trimming: int | None = None) -> dict:
+    """``{"": hyper}`` for a BPNet; ``{"bias": hyper, "accessibility": hyper}`` for a ChromBPNet.
+
+    ``trimming`` (a BPNet's; state_dicts do not record it) overrides bpnet-lite's default.
+    """
+    sd = ck.tensors
+    if arch == "bpnet":
+        record = ck.modules.get("")
+        return {"": bpnet_hyperparameters(sd, record.hyper if record else None, trimming=trimming)}
+    if trimming is not None:
+        raise ConversionError("--trimming is for a BPNet; a ChromBPNet's halves record or default theirs")
+    out = {}
+    for part in ("bias", "accessibility"):
+        record = ck.modules.get(part)
+        out[part] = bpnet_hyperparameters(sd, record.hyper if record else None, f"{part}.")
+    stray = sorted(k for k in sd if not k.startswith(("bias.", "accessibility.")))
+    if stray:
+        raise ConversionError(f"unexpected keys in a ChromBPNet: {', '.join(stray)}")
+    return out
