@@ -17,36 +17,10 @@ from convert.classic import convert_classic, model_config
 from jaxmotif.attribution import saliency_kernel
 from jaxmotif.models.model import Model
 
-pytest.importorskip("jaxmotif.graph")  # the model graph (branch graph) these models are built on
 bpnetlite = pytest.importorskip("bpnetlite")
 from bpnetlite.chrombpnet import ChromBPNet  # noqa: E402
 
 CLASSIC = {"basset": "BassetConfig", "deepsea": "DeepSEAConfig", "beluga": "BelugaConfig"}
-
-
-@pytest.fixture(autouse=True)
-def classic_archs_registered(monkeypatch):
-    """Registers the classic archs where the graph branch dispatches, if it does not yet.
-
-    Temporary: requested in notes/graph_requests.md (model.ARCH_MODULES, checkpoint.config_classes).
-    """
-    import importlib
-
-    from jaxmotif.models import checkpoint
-    from jaxmotif.models import model as model_module
-
-    missing = [arch for arch in CLASSIC if arch not in model_module.ARCH_MODULES]
-    if not missing:
-        return
-    modules = {arch: f"jaxmotif.models.{arch}" for arch in missing}
-    monkeypatch.setattr(model_module, "ARCH_MODULES", {**model_module.ARCH_MODULES, **modules})
-    known = checkpoint.config_classes
-
-    def config_classes():
-        extra = {a: getattr(importlib.import_module(m), CLASSIC[a]) for a, m in modules.items()}
-        return {**known(), **extra}
-
-    monkeypatch.setattr(checkpoint, "config_classes", config_classes)
 
 
 def assert_rel(got, want, rtol=1e-5):

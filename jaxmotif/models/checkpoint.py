@@ -77,10 +77,20 @@ def save_model(model: Model, out_dir, *, overwrite=False):
 
 
 def config_classes() -> dict:
-    """arch -> config class (BPNet's imported here: it is not needed to load DeepHistone)."""
+    """arch -> config class (the others are imported here: they are not needed to load DeepHistone)."""
+    from jaxmotif.models.basset import BassetConfig
+    from jaxmotif.models.beluga import BelugaConfig
     from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
+    from jaxmotif.models.deepsea import DeepSEAConfig
 
-    return {"deephistone": DeepHistoneConfig, "bpnet": BPNetConfig, "chrombpnet": ChromBPNetConfig}
+    return {
+        "deephistone": DeepHistoneConfig,
+        "bpnet": BPNetConfig,
+        "chrombpnet": ChromBPNetConfig,
+        "basset": BassetConfig,
+        "deepsea": DeepSEAConfig,
+        "beluga": BelugaConfig,
+    }
 
 
 def config_from_dict(meta: dict):

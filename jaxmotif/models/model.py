@@ -35,6 +35,9 @@ ARCH_MODULES = {
     "deephistone": "jaxmotif.models.deephistone",
     "bpnet": "jaxmotif.models.bpnet",
     "chrombpnet": "jaxmotif.models.bpnet",
+    "basset": "jaxmotif.models.basset",
+    "deepsea": "jaxmotif.models.deepsea",
+    "beluga": "jaxmotif.models.beluga",
 }
 MULTI_HEAD_ARCHS = ("bpnet", "chrombpnet")
 
