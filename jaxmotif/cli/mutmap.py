@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "tf32", "bf16"),
         default="fp32",
-        help="fp32 (default, exact), tf32, or bf16. Delta maps carry no offset at any precision; in bf16 "
-        "they correlate 0.991-0.992 with fp32 on the published-size model (goal 0.99, met narrowly; 5%% "
-        "error on the largest effects; benchmarks/README.md): prefer tf32 or fp32 for delta maps",
+        help="fp32 (default, exact), tf32, or bf16. Delta maps carry no offset at any precision, but bf16 "
+        "ones correlate only 0.977-0.992 with fp32 (goal 0.99; 5%% error on the largest effects; "
+        "benchmarks/README.md): use fp32 (or tf32 on a GPU) for delta maps, bf16 for screening",
     )
     p.add_argument(
         "--method",
