@@ -257,7 +257,14 @@ def position_chunk_for(mutant_chunk: int | None) -> int | None:
 
 
 def _head_fp32_split(model) -> SplitApply:
-    """Logits with the branches at the working precision and the head in float32."""
+    """Logits with the branches at the working precision and the head in float32.
+
+    For a model without DeepHistone's ``seq_features``/``head`` split, its plain logits
+    (:func:`split_apply`); the final activation and the subtraction are float32 either way.
+    """
+    module = model.module() if hasattr(model, "module") else None
+    if not (hasattr(module, "seq_features") and hasattr(module, "head")):
+        return split_apply(model, logits=True)
 
     def apply(params, seq, dns_feat):
         module = model.module(params)
