@@ -107,8 +107,9 @@ def delta_agreement(want, got, substituted) -> dict:
         nz = x[x != 0]
         return float(np.unique(nz, return_counts=True)[1].max() / x.size) if nz.size else 0.0
 
+    constant = np.std(b) == 0 or np.std(a) == 0  # e.g. every bf16 delta rounded to one value
     return {
-        "correlation": float(np.corrcoef(a, b)[0, 1]),
+        "correlation": float("nan") if constant else float(np.corrcoef(a, b)[0, 1]),
         "rel_err_top1": float(np.linalg.norm(b[top] - a[top]) / np.linalg.norm(a[top])),
         "mode_frac": mode(b),
         "mode_frac_fp32": mode(a),
@@ -119,7 +120,9 @@ def delta_agreement(want, got, substituted) -> dict:
 def accuracy_text(row) -> str:
     acc = row.get("accuracy")
     if acc is None:
-        return "exact" if row.get("precision") == "fp32" else ""
+        return "(reference)" if row.get("precision") == "fp32" else ""
+    if np.isnan(acc["correlation"]):
+        return f"constant Δ (no information), rel err {acc['rel_err_top1']:.3f}"
     return f"corr {acc['correlation']:.4f}, rel err {acc['rel_err_top1']:.3f}"
 
 

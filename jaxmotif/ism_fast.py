@@ -72,10 +72,13 @@ invariants (tests: ``test_ism.py::test_bf16_delta_has_no_offset_and_is_zero_wher
    exactly 0, so its hidden vector is exactly ``h_ref``; a mutant whose update rounds to 0 gets the
    very same output, and the subtraction (in :func:`jaxmotif.ism.score_mutations`, float32, against
    the reference entry from the same batch) gives 0.
-3. Wide accumulation. The sliced convolutions take operands in the working dtype (bf16: the
-   tensor-core path) but return float32 sums (``preferred_element_type``), and the activations in
-   the affected window stay float32 between layers, so the small mutant-vs-reference differences
-   are not rounded to 8 bits after every layer. In fp32 this is the plain computation.
+3. Delta form, wide accumulation. Each sliced convolution computes the reference row as is and
+   every mutant row as ``conv(x_ref) + conv(x_mut - x_ref)`` (:func:`_conv`): the operands are in
+   the working dtype (bf16: the tensor-core path), but the difference is rounded relative to its
+   own size rather than to the activation's, the sums are float32 (``preferred_element_type``) and
+   the activations in the affected window stay float32 between layers. Where nothing changed the
+   second term is an exact 0, so invariant 1 holds. In fp32 this equals the plain computation up
+   to rounding (same FLOPs: the reference row was computed anyway).
 4. The head's params stay float32 under ``precision="bf16"``
    (:func:`jaxmotif.ism.with_precision_fp32_head`); only the branches are cast.
 
@@ -120,21 +123,25 @@ def _masked(z, valid):
 
 
 def _conv(x, kernel, bias, dtype):
-    """A VALID convolution with ``dtype`` operands and a float32 result (accumulated in float32).
+    """A VALID convolution of variants whose row 0 is the reference, ``dtype`` operands, float32 result.
 
-    In fp32 this is :func:`conv1d`; in bf16 the operands are bf16 (the tensor-core path) but the
-    sums are not rounded back to bf16, so the small differences between a mutant and its reference
-    survive to the next layer.
+    Row 0 is convolved as is; every other row as ``conv(x_0) + conv(x_v - x_0)``: the difference
+    is rounded to ``dtype`` relative to its own size, not to the activations' (in bf16 a mutant's
+    effect is often far below 8 bits of an activation), and the sums are accumulated and kept in
+    float32. Where ``x_v == x_0`` over the whole receptive field the second term is an exact 0, so
+    the row equals the reference's bit for bit. In fp32 this is the plain convolution up to rounding.
     """
+    delta = jnp.concatenate([x[:1], x[1:] - x[:1]]).astype(dtype)
     y = jax.lax.conv_general_dilated(
-        x.astype(dtype),
+        delta,
         kernel.astype(dtype),
         window_strides=(1,),
         padding="VALID",
         dimension_numbers=("NWC", "WIO", "NWC"),
         preferred_element_type=jnp.float32,
     )
-    return y + along_channels(bias.astype(jnp.float32), y.ndim)
+    ref = y[:1] + along_channels(bias.astype(jnp.float32), y.ndim)
+    return jnp.concatenate([ref, ref + y[1:]])
 
 
 def _dense_stage(block, trans, ref, group0, valid, prepool_start, dtype):
@@ -145,7 +152,8 @@ def _dense_stage(block, trans, ref, group0, valid, prepool_start, dtype):
     block, trans: the NNX ``DenseBlock`` and ``Transition`` of this stage.
     ref: shape=(2 * WINDOW + 1, C), the reference block output on [c - 20, c + 20] (C = all
         channels of the block output: its input group and the 3 layers' outputs).
-    group0: shape=(M, 2 * GROUP0 + 1, c0), the mutant block input on [c - 4, c + 4].
+    group0: shape=(M, 2 * GROUP0 + 1, c0) float32, the variants' block input on [c - 4, c + 4];
+        row 0 is the reference (:func:`_conv` computes the other rows as differences from it).
     valid: shape=(2 * WINDOW + 1,) bool, window positions inside the sequence at this resolution.
     prepool_start: index in the window of the first pre-pool position, 4 (q - 4) - (c - 20).
     dtype: the convolutions' operand dtype (the working precision); activations stay float32.

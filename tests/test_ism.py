@@ -244,9 +244,10 @@ def test_bf16_delta_has_no_offset_and_is_zero_where_the_head_is_blind(rng, metho
     # would hold a large share of the substitutions).
     seen = ~blind
     assert mode_share(bf16[:, seen], seq[:, seen]) <= mode_share(exact[:, seen], seq[:, seen]) + 0.01
-    # bf16 deltas follow fp32's (the published-size measurement is in benchmarks/README.md).
+    # bf16 deltas follow fp32's. Measured here: 0.9998 fast (delta-form convolutions), 0.9989 full;
+    # the published-size measurements are in benchmarks/README.md (fast 0.996-0.999).
     m = substituted & ~blind[None, :, None, None]
-    assert np.corrcoef(exact[m], bf16[m])[0, 1] >= 0.99
+    assert np.corrcoef(exact[m], bf16[m])[0, 1] >= (0.998 if method == "fast" else 0.995)
 
 
 def test_listed_substitutions_equal_the_mutation_map(rng):

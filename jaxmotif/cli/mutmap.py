@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "tf32", "bf16"),
         default="fp32",
-        help="fp32 (default, exact), tf32, or bf16. Delta maps carry no offset at any precision; in bf16 "
-        "they correlate 0.991-0.992 with fp32 on the published-size model (goal 0.99, met narrowly; 5%% "
-        "error on the largest effects; benchmarks/README.md): prefer tf32 or fp32 for delta maps",
+        help="fp32 (default, exact), tf32, or bf16. Delta maps carry no offset at any precision; with "
+        "--method fast, bf16 deltas correlate 0.996-1.000 with fp32 (2%% error on the largest effects), "
+        "with --method full only 0.94 on some models: use fp32 or tf32 there (benchmarks/README.md)",
     )
     p.add_argument(
         "--method",

@@ -3,7 +3,9 @@
 Layout (``format`` attribute ``jaxmotif-mutmap/1``)::
 
     OUT.zarr/                     attrs: format, version, config, output_names, score, alphabet,
-                                         chunk_len, scan (what defines the result), args
+                                         chunk_len, scan (what defines the result: config, weights
+                                         digest, precision, method, score, outputs, windows, FASTA
+                                         and DNase identities; a resume must match it), args
       <chrom>/                    one group per scanned chromosome; attrs: chrom_len
         scores  (chrom_len, 4, T) float32, genome coordinates, alphabet order; NaN where not
                                   scanned or the reference is N; 0 at the reference base
