@@ -202,3 +202,13 @@ def test_demo_help_lists_every_step(capsys):
     text = capsys.readouterr().out
     for step in STEPS:
         assert step in text.split("steps:", 1)[1], step
+
+
+def test_demo_without_out_reuses_its_own_folder(tmp_path, monkeypatch):
+    from jaxmotif.cli.demo import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--steps", "metrics"]) == 0
+    (tmp_path / "demo_out" / "old.txt").write_text("earlier run")
+    assert main(["--steps", "metrics"]) == 0  # replaced, not refused
+    assert (tmp_path / "demo_out").is_dir() and not (tmp_path / "demo_out" / "old.txt").exists()
