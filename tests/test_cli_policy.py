@@ -34,8 +34,20 @@ def inputs(tmp_path_factory):
     bad = records[1].sequence[:10] + "R" + records[1].sequence[11:500] + "r" + records[1].sequence[501:]
     (root / "iupac.fa").write_text(f">{records[0].name}\n{records[0].sequence}\n>{records[1].name}\n{bad}\n")
     np.save(root / "dnase.npy", np.load(paths.seqs_dnase)[:2])
-    demo_model()  # load once for the module
     return root
+
+
+@pytest.fixture(scope="module")
+def shared_model():
+    return demo_model()
+
+
+@pytest.fixture(autouse=True)
+def _one_demo_model(shared_model, monkeypatch):
+    """Every CLI run gets the same demo model object, so its compiled kernels are reused."""
+    import jaxmotif.demo
+
+    monkeypatch.setattr(jaxmotif.demo, "demo_model", lambda: shared_model)
 
 
 def _main(cli):
