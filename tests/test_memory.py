@@ -110,7 +110,7 @@ def test_a_budget_below_one_target_splits_the_targets(model, monkeypatch):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
 
 
-def test_activation_estimate_bounds_xla_on_a_published_width_layer_stack():
+def test_activation_estimate_bounds_xla_on_the_demo_model():
     """On the demo-width model the estimate is above what XLA holds for a gradient of 7 targets."""
     from jaxmotif.demo import demo_model
 
