@@ -375,16 +375,15 @@ def class_inputs(
         while done < steps:
             n = min(chunk_steps, steps - done)
             carry, trace = advance(params, carry, trows, d, n)
-            trace = np.asarray(trace)[: hi - lo]
-            parts.append(trace)
+            parts.append(trace)  # fetched at the end, unless progress asks now (a host sync)
             done += n
-            best_so_far = max(best_so_far, float(trace.max()))
             if progress is not None:
+                best_so_far = max(best_so_far, float(np.asarray(trace)[: hi - lo].max()))
                 progress(n * (hi - lo) / rows, best_so_far)
         x, final = (np.asarray(a)[: hi - lo] for a in finish(params, carry[0], trows, d))
         xs.append(x)
         finals.append(final)
-        traces.append(np.concatenate(parts, axis=1))
+        traces.append(np.concatenate([np.asarray(t)[: hi - lo] for t in parts], axis=1))
 
     n_t = len(target_ids)
     inputs = np.concatenate(xs).reshape(n_t, restarts, length, 4)

@@ -34,8 +34,20 @@ def inputs(tmp_path_factory):
     bad = records[1].sequence[:10] + "R" + records[1].sequence[11:500] + "r" + records[1].sequence[501:]
     (root / "iupac.fa").write_text(f">{records[0].name}\n{records[0].sequence}\n>{records[1].name}\n{bad}\n")
     np.save(root / "dnase.npy", np.load(paths.seqs_dnase)[:2])
-    demo_model()  # load once for the module
     return root
+
+
+@pytest.fixture(scope="module")
+def shared_model():
+    return demo_model()
+
+
+@pytest.fixture(autouse=True)
+def _one_demo_model(shared_model, monkeypatch):
+    """Every CLI run gets the same demo model object, so its compiled kernels are reused."""
+    import jaxmotif.demo
+
+    monkeypatch.setattr(jaxmotif.demo, "demo_model", lambda: shared_model)
 
 
 def _main(cli):
@@ -162,3 +174,53 @@ def test_every_cli_follows_the_same_policy(cli, case, inputs, tmp_path, capsys, 
         again = _out(cli, tmp_path / "default")
         assert main(_argv(cli, inputs, again)) == 0
         np.testing.assert_allclose(_result(cli, out), _result(cli, again), rtol=1e-6, atol=1e-7)
+
+
+def test_filters_centres_variable_width_records(inputs, tmp_path, capsys):
+    from jaxmotif.cli.filters import centre_to_length, main
+
+    assert centre_to_length("AACGTT", 2) == "CG" and centre_to_length("AC", 5) == "NACNN"
+    records = read_fasta(inputs / "seqs.fa")
+    text = f">long\n{records[0].sequence}ACGTACGT\n>short\n{records[1].sequence[:900]}\n"
+    (tmp_path / "var.fa").write_text(text)
+    assert main(["--fasta", str(tmp_path / "var.fa"), "--no-tomtom", "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 records" in err and "centred on the model's 1000-bp window" in err, err
+
+
+def test_saliency_logos_top_n_with_genome_coordinates(inputs, tmp_path, capsys):
+    from jaxmotif.cli.saliency import genome_axis, main
+
+    assert genome_axis("chr2:1,000-2,000", 1000) == (1001, "chr2 position (1-based)")
+    assert genome_axis("chr2:1000-2000", 500) is None and genome_axis("demo_0001", 1000) is None
+    records = read_fasta(inputs / "seqs.fa")
+    (tmp_path / "regions.fa").write_text(
+        "".join(f">chr1:{s}-{s + 1000}\n{r.sequence}\n" for s, r in zip((5000, 9000), records, strict=True))
+    )
+    out = tmp_path / "sal.npz"
+    argv = ["--fasta", str(tmp_path / "regions.fa"), "--dnase-npy", str(inputs / "dnase.npy")]
+    assert main([*argv, "--targets", "0", "--out", str(out), "--logos", "1", "--quiet"]) == 0
+    maps = np.load(out)["saliency"]
+    top = int(np.argmax(np.abs(maps).sum(axis=(1, 2))))
+    logos = sorted(p.name for p in (tmp_path / "sal_logos").iterdir())
+    assert logos == [f"0000_chr1_{(5000, 9000)[top]}-{(6000, 10000)[top]}.png"]
+
+
+def test_demo_help_lists_every_step(capsys):
+    from jaxmotif.cli.demo import STEPS, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for step in STEPS:
+        assert step in text.split("steps:", 1)[1], step
+
+
+def test_demo_without_out_reuses_its_own_folder(tmp_path, monkeypatch):
+    from jaxmotif.cli.demo import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--steps", "metrics"]) == 0
+    (tmp_path / "demo_out" / "old.txt").write_text("earlier run")
+    assert main(["--steps", "metrics"]) == 0  # replaced, not refused
+    assert (tmp_path / "demo_out").is_dir() and not (tmp_path / "demo_out" / "old.txt").exists()

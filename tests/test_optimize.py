@@ -251,3 +251,59 @@ def test_sharded_over_8_devices_equals_one(tmp_path, full_model, run):
     # 6 rows padded to 8 and sharded; the same rows as the one-device fixture run.
     np.testing.assert_allclose(got["inputs"], run.inputs, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got["scores"], run.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_scans_equal_one_scan_and_report_progress(full_model, run):
+    """K steps per compiled call (the carry passed on) gives the numbers of one scan over all steps."""
+    one = class_inputs(
+        full_model, targets=[1, 4], restarts=3, steps=40, key=jax.random.key(7), steps_per_call=40
+    )
+    calls = []
+    chunked = class_inputs(
+        full_model,
+        targets=[1, 4],
+        restarts=3,
+        steps=40,
+        key=jax.random.key(7),
+        steps_per_call=7,  # 5 chunks of 7 and one of 5
+        progress=lambda n, best: calls.append((n, best)),
+    )
+    for a, b, c in zip(one[:-1], chunked[:-1], run[:-1], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(c, a, rtol=1e-6, atol=1e-7)
+    assert [n for n, _ in calls] == [7, 7, 7, 7, 7, 5]
+    bests = [b for _, b in calls]
+    assert bests == sorted(bests) and bests[-1] == pytest.approx(float(chunked.score_trace.max()))
+
+
+def test_a_small_memory_budget_splits_rows_not_results(full_model, run):
+    from jaxmotif import memory
+
+    act = memory.activation_elements(full_model) + 3 * 32 * 4
+    budget = memory.param_bytes(full_model) + memory.ITEMSIZE * memory.gradient_elements(2, 1, act, 32)
+    calls = []
+    split = class_inputs(
+        full_model,
+        targets=[1, 4],
+        restarts=3,
+        steps=40,
+        key=jax.random.key(7),
+        max_memory=budget,
+        progress=lambda n, best: calls.append(n),
+    )
+    for a, b in zip(run[:-1], split[:-1], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    assert sum(calls) == pytest.approx(40) and len(calls) == 3 * 4  # 3 groups of 2 rows x 4 chunks
+
+
+def test_cli_rejects_a_bigwig_dnase_and_a_bad_target_before_starting(tmp_path, capsys):
+    from jaxmotif.cli.optimize import main
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--dnase", "track.bw", "--no-tomtom"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --dnase track.bw: a bigWig track") and "pickle" not in err
+    assert main(["--out", str(out), "--targets", "H3K4me1,NOPE", "--no-tomtom"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --targets") and "NOPE" in err and "optimizing" not in err
+    assert not out.exists()

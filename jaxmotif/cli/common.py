@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from jaxmotif.memory import CPU_MEMORY_BUDGET, DEVICE_MEMORY_FRACTION  # noqa: F401  (kept importable here)
+
 
 class CliError(Exception):
     """Bad input or a refused output: reported as one ``error:`` line, exit status 1."""

@@ -25,8 +25,8 @@ from jaxmotif.demo import (
 
 EPILOG = """\
 example:
-  python -m jaxmotif.demo --out demo_out
-  python -m jaxmotif.demo --out demo_out --steps metrics filters
+  python -m jaxmotif.demo
+  python -m jaxmotif.demo --out my_demo --steps metrics filters
 
 steps: metrics (held-out AUROC), saliency (gradient x input logos), methods (every attribution
 method on one planted site), mutmap (Zarr store, bigWig summaries, DeepBind plot of a planted
@@ -34,9 +34,11 @@ site), filters (conv1 PWMs, MEME, TomTom, logos), optimize (class optimization o
 H3K36me3, 4 restarts x 300 steps, TomTom, logos).
 
 An existing --out folder is refused unless --overwrite, which replaces it whole once the run is
-done (the steps write into a new folder beside it; nothing of an earlier run is left).
+done (the steps write into a new folder beside it; nothing of an earlier run is left). Without
+--out the demo writes demo_out and replaces it on every run: it is the demo's own folder.
 """
 
+DEFAULT_OUT = "demo_out"
 SALIENCY_SEQUENCES = 3  # demo sequences shown in the saliency step
 LOGO_HALF_WIDTH = 30  # bases either side of the most salient position in each logo
 
@@ -311,7 +313,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--out", default="demo_out", help="output folder, created with its parents (default: %(default)s)"
+        "--out",
+        default=None,
+        help=f"output folder, created with its parents (default: {DEFAULT_OUT}, which each run without "
+        "--out replaces: it is the demo's own folder)",
     )
     add_overwrite_arg(parser)
     parser.add_argument(
@@ -331,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.out is None:  # the demo's own folder, reused by every run without --out
+        args.out, args.overwrite = DEFAULT_OUT, True
     out = check_output(args.out, args.overwrite)
     paths = demo_paths()
     model = demo_model()
