@@ -186,8 +186,6 @@ def _planted_site(paths: DemoPaths, motif_name: str) -> tuple[str, int, int]:
 
 def step_mutmap(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     """Mutation maps of the demo regions (Zarr store + bigWig summaries) and the DeepBind plot of a site."""
-    import shutil
-
     from jaxmotif.cli.mutmap import main as mutmap_main
     from jaxmotif.demo import writable_genome
 
@@ -195,10 +193,8 @@ def step_mutmap(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     motif_name = dict(DEMO_MOTIFS)[DEMO_SINGLE_MOTIF_OUTPUTS[target]]
     genome = writable_genome(out_dir / "genome")
     store = out_dir / "mutmap.zarr"
-    # A store from an earlier demo run would need --resume; the demo always starts afresh.
-    if store.exists():
-        shutil.rmtree(store)
-    common = ["--checkpoint", str(paths.model), "--fasta", str(genome), "--dnase", str(paths.dnase)]
+    # The demo always starts afresh: outputs of an earlier demo run are replaced whole.
+    common = ["--checkpoint", str(paths.model), "--fasta", str(genome), "--dnase", str(paths.dnase), "--overwrite"]
     _run_cli(
         mutmap_main,
         [
@@ -217,7 +213,7 @@ def step_mutmap(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     )
     chrom, start, end = _planted_site(paths, motif_name)
     middle = (start + end) // 2
-    view = f"{chrom}:{max(middle - 25, 0)}-{middle + 25}"
+    view = f"{chrom}:{max(middle - 25, 0) + 1}-{middle + 25}"  # browser coordinates: 1-based, inclusive
     png = out_dir / "mutmap_site.png"
     _run_cli(mutmap_main, [*common, "--plot", view, "--targets", target, "--out", str(png)], "mutmap plot")
     print(f"  {target}: DeepBind mutation map of the planted {motif_name} site {chrom}:{start}-{end}")
