@@ -194,7 +194,8 @@ def step_mutmap(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     genome = writable_genome(out_dir / "genome")
     store = out_dir / "mutmap.zarr"
     # The demo always starts afresh: outputs of an earlier demo run are replaced whole.
-    common = ["--checkpoint", str(paths.model), "--fasta", str(genome), "--dnase", str(paths.dnase), "--overwrite"]
+    common = ["--checkpoint", str(paths.model), "--fasta", str(genome), "--dnase", str(paths.dnase)]
+    common.append("--overwrite")
     _run_cli(
         mutmap_main,
         [
