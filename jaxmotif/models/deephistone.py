@@ -219,8 +219,8 @@ class Transition(nnx.Module):
         self.norm = BatchNorm(cin)
         self.conv = Conv(cin, cout, 1, rngs=rngs)
 
-    def __call__(self, x, *, relu=jax.nn.relu):
-        return maxpool(self.conv(relu(self.norm(x))))
+    def __call__(self, x, *, relu=jax.nn.relu, pool=maxpool):
+        return pool(self.conv(relu(self.norm(x))))
 
 
 class Branch(nnx.Module):
@@ -234,7 +234,7 @@ class Branch(nnx.Module):
         self.block2 = DenseBlock(w2, w2, rngs=rngs)
         self.trans2 = Transition(w2 * (DENSE_LAYERS + 1), w3, rngs=rngs)
 
-    def layer_outputs(self, x, *, relu=jax.nn.relu) -> dict:
+    def layer_outputs(self, x, *, relu=jax.nn.relu, pool=maxpool) -> dict:
         """Every named map of the branch (``BRANCH_LAYERS``), each (N, W, C) channels-last.
 
         ``block1.i`` is the i-th dense layer's own (growth) channels, before concatenation.
@@ -242,15 +242,16 @@ class Branch(nnx.Module):
         out = {"conv1": self.conv1(x)}
         x, new = self.block1.outputs(out["conv1"], relu=relu)
         out.update({f"block1.{i}": y for i, y in enumerate(new)})
-        out["trans1"] = self.trans1(x, relu=relu)
+        out["trans1"] = self.trans1(x, relu=relu, pool=pool)
         x, new = self.block2.outputs(out["trans1"], relu=relu)
         out.update({f"block2.{i}": y for i, y in enumerate(new)})
-        out["trans2"] = self.trans2(x, relu=relu)
+        out["trans2"] = self.trans2(x, relu=relu, pool=pool)
         return out
 
-    def __call__(self, x, *, relu=jax.nn.relu):
-        """``relu`` replaces every ReLU of the branch (projections pass custom-VJP rules here)."""
-        return self.layer_outputs(x, relu=relu)["trans2"]
+    def __call__(self, x, *, relu=jax.nn.relu, pool=maxpool):
+        """``relu`` replaces every ReLU of the branch (projections pass custom-VJP rules here),
+        ``pool`` both max-pools (DeepLIFT's rule)."""
+        return self.layer_outputs(x, relu=relu, pool=pool)["trans2"]
 
 
 class Linear(nnx.Module):
@@ -292,17 +293,17 @@ class DeepHistone(nnx.Module):
         features = branches * config.pooled_len * config.widths[2]
         self.head = Head(features, config.hidden, config.num_outputs, rngs=rngs)
 
-    def features(self, seq, dnase=None, *, relu=jax.nn.relu):
+    def features(self, seq, dnase=None, *, relu=jax.nn.relu, pool=maxpool):
         """Flattened branch outputs (N, branches * W * w3), sequence first, position-major."""
         n = seq.shape[0]
-        parts = [self.seq_map(seq, relu=relu).reshape(n, -1)]
+        parts = [self.seq_map(seq, relu=relu, pool=pool).reshape(n, -1)]
         if self.dns_map is not None:
-            parts.append(self.dns_map(dnase[..., None], relu=relu).reshape(n, -1))
+            parts.append(self.dns_map(dnase[..., None], relu=relu, pool=pool).reshape(n, -1))
         return jnp.concatenate(parts, axis=-1)
 
-    def logits(self, seq, dnase=None, *, relu=jax.nn.relu):
+    def logits(self, seq, dnase=None, *, relu=jax.nn.relu, pool=maxpool):
         """``relu`` replaces every ReLU (deconvnet / guided backprop pass custom-VJP rules here)."""
-        return self.head(self.features(seq, dnase, relu=relu), relu=relu)
+        return self.head(self.features(seq, dnase, relu=relu, pool=pool), relu=relu)
 
     # The forward pass split where the sequence enters: mutation maps evaluate thousands of
     # sequence variants of one window whose DNase branch is the same, so it is computed once.

@@ -5,6 +5,7 @@ module: they take ``model.apply`` -- a pure ``f(params, seq (N, L, 4), dnase (N,
 -- and ``model.params``. Any model offering that signature works with them.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -13,7 +14,14 @@ import numpy as np
 from flax import nnx
 
 from jaxmotif.batching import map_batches
-from jaxmotif.models.deephistone import DeepHistone, DeepHistoneConfig, final_activation, init_deephistone
+from jaxmotif.models.deephistone import (
+    POOL,
+    DeepHistone,
+    DeepHistoneConfig,
+    final_activation,
+    init_deephistone,
+)
+from jaxmotif.nonlinear import DEFAULT_OPS, Ops
 from jaxmotif.precision import with_precision
 
 
@@ -50,11 +58,16 @@ class Model:
         """The NNX module rebuilt from ``params`` (default: this model's)."""
         return nnx.merge(self.graphdef, self.params if params is None else params)
 
-    def apply_logits(self, params, seq, dnase=None):
-        return self.module(params).logits(seq, dnase)
+    def apply_logits(self, params, seq, dnase=None, *, ops: Ops = DEFAULT_OPS):
+        """``ops`` replaces every nonlinearity (DeepLIFT passes its rules here)."""
+        pool = functools.partial(ops.maxpool, width=POOL)
+        return self.module(params).logits(seq, dnase, relu=ops.relu, pool=pool)
 
-    def apply(self, params, seq, dnase=None):
-        return final_activation(self.apply_logits(params, seq, dnase), self.config.final_activation)
+    def apply(self, params, seq, dnase=None, *, ops: Ops = DEFAULT_OPS):
+        logits = self.apply_logits(params, seq, dnase, ops=ops)
+        if self.config.final_activation == "sigmoid":
+            return ops.sigmoid(logits)
+        return final_activation(logits, self.config.final_activation)
 
     def dnase_features(self, params, dnase):
         """DNase-branch features ``(N, F)`` of ``dnase (N, L)``; None for DNA-only models."""
