@@ -295,6 +295,7 @@ def integrated_gradients(
     batch_size: int = 16,
     step_batch: int = 16,
     precision: str | None = None,
+    return_deltas: bool = False,
 ) -> np.ndarray:
     """Integrated gradients (Sundararajan et al. 2017) of ``model``'s outputs for one-hot sequences.
 
@@ -311,8 +312,11 @@ def integrated_gradients(
     batch_size: sequences per compiled chunk; step_batch: path points per sequence and reference
         evaluated at once (memory grows with batch_size x num_baselines x step_batch x targets).
     precision: ``fp32`` (default) | ``tf32`` | ``bf16``.
+    return_deltas: also return the completeness gap ``|Σ attributions - (f(x) - mean f(x'))|``
+        per sequence, shape=(N,) for one target or (N, K); it shrinks as ``steps`` grows.
 
-    Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``.
+    Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``
+    up to the quadrature error; ``(attributions, deltas)`` with ``return_deltas``.
     """
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
@@ -328,6 +332,17 @@ def integrated_gradients(
     kernel = model.compiled_fn(cache_key, make)
     params = model.params
     result = map_batches(lambda s, d, b: kernel(params, s, d, b), [seq, dnase, refs], batch_size=batch_size)
+    if return_deltas:
+        fwd = model.compiled(precision, logits)
+
+        def predict(x):
+            return map_batches(lambda s, d: fwd(params, s, d), [x, dnase], batch_size=batch_size)[
+                :, list(targets)
+            ]
+
+        gap = predict(seq) - np.mean([predict(refs[:, b]) for b in range(refs.shape[1])], axis=0)
+        deltas = np.abs(result.sum(axis=(-2, -1)) - gap)  # (N, K)
+        return (result[:, 0], deltas[:, 0]) if squeeze else (result, deltas)
     return result[:, 0] if squeeze else result
 
 
