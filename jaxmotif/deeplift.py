@@ -258,7 +258,7 @@ def deep_lift_shap(
     n_shuffles: int = 20,
     hypothetical: bool = False,
     key: jax.Array | None = None,
-    batch_size: int = 4,
+    batch_size: int = 64,
     precision: str | None = None,
     return_deltas: bool = False,
     logits: bool = False,
@@ -280,8 +280,9 @@ def deep_lift_shap(
         instead of the contributions of the bases present.
     key: a ``jax.random`` key for the shuffles; the same key gives the same references and
         contributions whatever ``batch_size``.
-    batch_size: sequences per compiled chunk; each holds ``2 · batch_size · R`` model rows and
-        the backward passes of every target (memory grows with batch_size x R x targets).
+    batch_size: (sequence, reference) pairs per compiled chunk, as tangermeme's: a chunk holds
+        ``max(1, batch_size // R)`` sequences with all their references, ``2 x`` as many model rows
+        as pairs, and the backward passes of every target (memory grows with pairs x targets).
     precision: ``fp32`` (default) | ``tf32`` | ``bf16`` (the rules themselves run in float32).
     return_deltas: also return the convergence deltas shape=(N, R) (or (N, K, R) for several
         targets): ``|Σ (x - x') · m - (f(x) - f(x'))|`` per sequence and reference.
@@ -304,8 +305,10 @@ def deep_lift_shap(
 
     kernel = model.compiled_fn(("deep_lift_shap", targets, n_refs, hypothetical, logits, precision), make)
     params = model.params
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
     contrib, deltas = map_batches(
-        lambda s, d, r: kernel(params, s, d, r), [seq, dnase, refs], batch_size=batch_size
+        lambda s, d, r: kernel(params, s, d, r), [seq, dnase, refs], batch_size=max(1, batch_size // n_refs)
     )
     worst = deltas.max(axis=(1, 2))
     if worst.max() > warning_threshold:

@@ -286,7 +286,7 @@ def test_deephistone_equals_tangermeme(variant):
     # own float32 run 2e-4 (full) to 8e-3 (DNA-only) of the largest value away from the float64
     # truth on these weights, and ours as far; so the check against the truth is that loose.
     contrib, deltas = deep_lift_shap(
-        model, seq, dnase, target=[0, 1], references=refs, return_deltas=True, batch_size=1
+        model, seq, dnase, target=[0, 1], references=refs, return_deltas=True, batch_size=3
     )
     assert contrib.shape == (2, 2, L_DH, 4) and deltas.shape == (2, 2, 3)
     assert deltas.max() < 1e-5
@@ -330,14 +330,14 @@ def test_same_key_same_contributions_whatever_the_batch_size(small_model):
     rng = np.random.default_rng(8)
     seq, dnase = random_onehot(rng, 5, 64), rng.random((5, 64)).astype(np.float32)
     kw = dict(target="H3K27ac", n_shuffles=2, hypothetical=True, key=jax.random.key(9))
-    one = deep_lift_shap(small_model, seq, dnase, batch_size=1, **kw)
-    three = deep_lift_shap(small_model, seq, dnase, batch_size=3, **kw)
+    one = deep_lift_shap(small_model, seq, dnase, batch_size=2, **kw)  # pairs: 1 sequence per chunk
+    three = deep_lift_shap(small_model, seq, dnase, batch_size=6, **kw)
     np.testing.assert_allclose(one, three, rtol=1e-5, atol=1e-7)
-    other = deep_lift_shap(small_model, seq, dnase, batch_size=3, **{**kw, "key": jax.random.key(10)})
+    other = deep_lift_shap(small_model, seq, dnase, batch_size=6, **{**kw, "key": jax.random.key(10)})
     assert not np.allclose(one, other)
     # The first sequences' contributions do not depend on the ones after them.
     np.testing.assert_allclose(
-        deep_lift_shap(small_model, seq[:2], dnase[:2], batch_size=1, **kw), one[:2], rtol=1e-5, atol=1e-7
+        deep_lift_shap(small_model, seq[:2], dnase[:2], batch_size=2, **kw), one[:2], rtol=1e-5, atol=1e-7
     )
 
 
@@ -377,7 +377,7 @@ def test_sharded_over_8_devices_equals_one(small_model, tmp_path):
         model = jaxmotif.load_model({str(tmp_path / "ckpt")!r})
         x = np.load({str(tmp_path / "in.npz")!r})
         c, d = jaxmotif.deep_lift_shap(model, x["seq"], x["dnase"], key=jax.random.key(14), n_shuffles=2,
-                                       batch_size=8, return_deltas=True)
+                                       batch_size=16, return_deltas=True)
         np.savez(OUT_PATH, c=c, d=d)
     """
     sharded = run_on_fake_devices(script, tmp_path)
