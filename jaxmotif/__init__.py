@@ -1,4 +1,4 @@
-"""jaxmotif: high-throughput attribution for genomic CNNs (DeepHistone) in JAX/Flax."""
+"""jaxmotif: high-throughput attribution for genomic CNNs (DeepHistone, BPNet, ChromBPNet) in JAX/Flax."""
 
 from jaxmotif.attribution import ATTRIBUTION_METHODS, SALIENCY_METHODS, saliency
 from jaxmotif.deeplift import deep_lift_shap
@@ -7,7 +7,9 @@ from jaxmotif.ism import mutation_map
 from jaxmotif.ism_fast import flops_per_window, mutant_predictions_fast
 from jaxmotif.models import (
     DEEPHISTONE_OUTPUTS,
+    BPNetConfig,
     CheckpointError,
+    ChromBPNetConfig,
     DeepHistoneConfig,
     Model,
     load_model,
@@ -19,7 +21,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEEPHISTONE_OUTPUTS",
+    "BPNetConfig",
     "CheckpointError",
+    "ChromBPNetConfig",
     "DeepHistoneConfig",
     "Model",
     "ATTRIBUTION_METHODS",

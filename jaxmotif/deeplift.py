@@ -149,8 +149,8 @@ DEEPLIFT_OPS = Ops(
     exp=rescale_rule(jnp.exp, "exp"),
     log=rescale_rule(jnp.log, "log"),
     maxpool=maxpool_rule,
-    # The fallback gradient is the detached softmax weight (as for saliency of the profile
-    # target); tangermeme's falls back to its softmax rule's gradient, only where |Δlogit| < 1e-6.
+    # The fallback (|Δlogit| < 1e-6) is the gradient of softmax(y)·y; tangermeme's is that with its
+    # softmax rule inside _ProfileLogitScaling applied.
     profile_scale=rescale_rule(profile_scale, "profile_scale"),
 )
 """The DeepLIFT rules as an :class:`Ops`: pass ``ops=DEEPLIFT_OPS`` to a model's apply, on a
@@ -293,7 +293,7 @@ def deep_lift_shap(
     """
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
-    if model.config.final_activation == "softmax" and not logits:
+    if getattr(model.config, "final_activation", None) == "softmax" and not logits:
         raise ValueError("DeepLIFT has no rule here for a softmax output; pass logits=True")
     refs = make_references(seq, references, n_shuffles=n_shuffles, key=key)
     n_refs = refs.shape[1]

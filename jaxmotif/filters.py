@@ -178,9 +178,23 @@ def site_counts_kernel(kernel, bias, seq, valid, thresholds, *, mode: str, align
 
 
 def conv1_weights(model) -> tuple[np.ndarray, np.ndarray]:
-    """The sequence branch's conv1 kernel, shape=(K, 4, F), and bias, shape=(F,), as float32 NumPy."""
-    conv = model.module().seq_map.conv1
-    return np.asarray(conv.kernel[...], np.float32), np.asarray(conv.bias[...], np.float32)
+    """The first convolution on the sequence: kernel, shape=(K, 4, F), and bias, shape=(F,), float32 NumPy.
+
+    Found from the model's graph: DeepHistone's ``seq_map.conv1`` (K = 9), BPNet's ``iconv`` (K = 21).
+    A convolution without bias gets zeros. Only dilation 1 is a plain position weight matrix.
+    """
+    from jaxmotif.graph import first_conv, lookup
+
+    path, spec = first_conv(model.graph, "seq")
+    if spec.dilation != 1:
+        raise ValueError(
+            f"the first convolution {path!r} is dilated ({spec.dilation}); its filters are no PWMs"
+        )
+    conv = lookup(model.module(), path)
+    kernel = np.asarray(conv.kernel[...], np.float32)
+    bias = conv.bias_value()
+    bias = np.zeros(kernel.shape[-1], np.float32) if bias is None else np.asarray(bias, np.float32)
+    return kernel, bias
 
 
 def _reduce_over_chunks(

@@ -169,18 +169,22 @@ def mutation_map_kernel(apply_fn, params, seq, dnase, *, score: str, targets: Se
 
 def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int]):
     from jaxmotif.ism_fast import mutant_predictions_fast
+    from jaxmotif.ism_graph import mutant_predictions_graph
 
     def one(s, d):
-        preds = mutant_predictions_fast(model, params, s, d)
-        ref = model.apply(params, s[None], None if d is None else d[None])[0]
+        if model.config.arch == "deephistone":  # the hand-derived kernel: faster there
+            preds = mutant_predictions_fast(model, params, s, d)
+            ref = model.apply(params, s[None], None if d is None else d[None])[0]
+        else:  # derived from the graph; ref from the same sliced computation as the mutants
+            preds, ref = mutant_predictions_graph(model, params, s, d)
         return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
 
     return jax.vmap(one)(seq, dnase) if dnase is not None else jax.vmap(lambda s: one(s, None))(seq)
 
 
 def default_method(model) -> str:
-    """``fast`` where jaxmotif.ism_fast knows the architecture (DeepHistone), else ``full``."""
-    return "fast" if getattr(model.config, "model_type", None) == "deephistone" else "full"
+    """``fast`` for the known graphs (DeepHistone: ism_fast; BPNet family: ism_graph), else ``full``."""
+    return "fast" if getattr(model.config, "arch", None) in ("deephistone", "bpnet", "chrombpnet") else "full"
 
 
 def resolve_target_list(model, targets) -> tuple[int, ...]:
@@ -245,12 +249,14 @@ def mutation_map(
     model: a :class:`jaxmotif.Model`.
     seq: shape=(N, L, 4) or (L, 4), channels-last one-hot in the model's alphabet order; all-zero
         rows are N.
-    dnase: shape=(N, L) or (L,), required by two-branch models.
+    dnase: shape=(N, L) or (L,), required by two-branch models; BPNet's control tracks
+        (N, L, n_control_tracks), held fixed.
     score: ``raw`` p(ŝ) | ``delta`` p(ŝ) − p(s) | ``deepbind`` (p(ŝ) − p(s))·max(0, p(s), p(ŝ)).
     targets: None (every output), an output index or name, or a list of them.
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
-    method: ``fast`` (jaxmotif.ism_fast: recompute only what each substitution reaches; exact, the
-        default for DeepHistone models) | ``full`` (every mutant through the whole network).
+    method: ``fast`` (recompute only what each substitution reaches; exact, the default:
+        jaxmotif.ism_fast for DeepHistone, jaxmotif.ism_graph for BPNet / ChromBPNet) | ``full``
+        (every mutant through the whole network).
     batch_size: windows per compiled step, sharded over all local devices (default: one window
         per device).
     mutant_chunk: bound on the mutants evaluated at once per window (default 512); memory grows

@@ -38,10 +38,11 @@ def deepsea_threshold(x):
 def profile_scale(y):
     """bpnet-lite's ProfileWrapper weighting of mean-subtracted profile logits ``y (N, K)``.
 
-    ``softmax(y)`` is detached (a constant weight per position), so the profile target
-    ``Σ_k softmax(y)_k · y_k`` has gradient ``softmax(y)``; summing over ``k`` is the caller's.
+    ``softmax(y) · y`` elementwise, summed over ``k`` by the caller. As bpnet-lite 1.x's
+    ``_ProfileLogitScaling`` the softmax is *not* detached: gradients flow through it too
+    (chrombpnet's TensorFlow code stops them; bpnet-lite, the reference here, does not).
     """
-    return jax.lax.stop_gradient(jax.nn.softmax(y, axis=-1)) * y
+    return jax.nn.softmax(y, axis=-1) * y
 
 
 class Ops(NamedTuple):

@@ -12,22 +12,23 @@ forward values are unchanged and each costs one forward and one backward pass:
 - ``guided_backprop`` (Springenberg et al. 2015, "Striving for simplicity"): both conditions, the
   forward input positive *and* the signal coming back positive.
 
-The rules are ``jax.custom_vjp`` functions handed to the model's forward pass as ``relu=``
-(``DeepHistone.logits(seq, dnase, relu=...)``), so they stay jit/vmap-able and the model is not
-duplicated.
+The rules are ``jax.custom_vjp`` functions handed to the model's forward pass as
+``ops=Ops(relu=rule)`` (``model.apply(params, seq, dnase, ops=...)``), so they stay
+jit/vmap-able and the model is not duplicated.
 
 :func:`project` takes a hidden map of the sequence branch as the starting point (method 1's point:
 what in the input drives one filter), :func:`inverse_activation` a value of one output (method 3).
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxmotif.batching import map_batches
+from jaxmotif.graph import LayerShape, needed_nodes
+from jaxmotif.nonlinear import Ops
 from jaxmotif.precision import with_precision
 
 RELU_RULES = ("gradient", "deconvnet", "guided_backprop")
@@ -82,31 +83,25 @@ def relu_rule(method: str) -> Callable:
     return rules[method]
 
 
-def _module(model, params):
-    if not hasattr(model, "module"):
+def _check_graph_model(model):
+    if not hasattr(model, "layer_output"):
         raise TypeError(
-            f"{type(model).__name__} does not expose its layers: projections need "
-            "model.module(params) with logits(seq, dnase, relu=...) and seq_map.layer_outputs"
+            f"{type(model).__name__} does not expose its layers: projections need a graph model "
+            "(model.apply(..., ops=...), model.layers(), model.layer_output(...))"
         )
-    return model.module(params)
-
-
-def _final_activation(model, logits):
-    from jaxmotif.models.deephistone import final_activation
-
-    return final_activation(logits, model.config.final_activation)
 
 
 def rule_apply(model, method: str, *, logits: bool = False) -> Callable:
     """Pure ``f(params, seq, dnase) -> (N, T)`` whose backward pass follows ``method``'s ReLU rule.
 
     The forward values equal ``model.apply`` (or ``model.apply_logits``); only gradients differ.
+    The rule replaces ``ops.relu`` of the model's forward pass.
     """
-    relu = relu_rule(method)
+    ops = Ops(relu=relu_rule(method))
+    fn = model.apply_logits if logits else model.apply
 
     def apply(params, seq, dnase=None):
-        out = _module(model, params).logits(seq, dnase, relu=relu)
-        return out if logits else _final_activation(model, out)
+        return fn(params, seq, dnase, ops=ops)
 
     return apply
 
@@ -152,78 +147,39 @@ def rule_saliency(
 def layers(model) -> tuple[str, ...]:
     """Names of the maps :func:`project` can start from, input to output.
 
-    The sequence branch's maps (``seq_map`` in the model; the DNase branch never sees the sequence,
-    so its units project to zero), named after the modules: ``conv1`` (no ReLU after it),
-    ``block1.0``..``block1.2`` (each dense layer's own growth channels, before concatenation),
-    ``trans1`` (after its max-pool, L/4 positions), ``block2.0``..``block2.2`` (L/4), ``trans2``
-    (L/16); then ``head.dense``, the hidden units of the first dense layer (before its BatchNorm
-    and ReLU; no positions, and it needs the DNase input of two-branch models).
+    The graph's named layers that depend on the sequence (a DNase branch never sees it, so its
+    units would project to zero). DeepHistone: ``conv1`` (no ReLU after it), ``block1.0``..
+    ``block1.2`` (each dense layer's own growth channels, before concatenation), ``trans1`` (after
+    its max-pool, L/4 positions), ``block2.0``..``block2.2`` (L/4), ``trans2`` (L/16); then
+    ``head.dense``, the hidden units of the first dense layer (before its BatchNorm and ReLU; no
+    positions, and it needs the DNase input of two-branch models). BPNet: ``iconv``,
+    ``rconvs.0``.. (the residual sums).
     """
-    from jaxmotif.models.deephistone import BRANCH_LAYERS
-
-    _module(model, model.params)
-    return (*BRANCH_LAYERS, HEAD_LAYER)
-
-
-class LayerShape(NamedTuple):
-    """A map's positions and channels, and how its positions sit on the input.
-
-    Position ``p`` of the map sees input positions ``[stride * p + lo, stride * p + hi]`` (inclusive,
-    before clipping to the sequence), i.e. its receptive field.
-    """
-
-    positions: int
-    channels: int
-    stride: int
-    lo: int
-    hi: int
+    _check_graph_model(model)
+    return model.layers()
 
 
 def layer_shape(config, layer: str) -> LayerShape:
-    """Shape and receptive-field geometry of ``layer`` for a DeepHistone ``config``.
+    """Shape and receptive-field geometry of ``layer`` (a :class:`jaxmotif.graph.LayerShape`).
 
-    Derived from the architecture: every k = 9 convolution widens the field by 4 positions of its
-    own resolution on each side; a dense layer reads all earlier maps of its block, so the i-th
-    sees i + 1 stacked convolutions past its block's input; the 1x1 transition convolutions add
-    nothing and each max-pool by 4 multiplies the stride by 4 and covers 4 positions.
+    Derived from the graph (``config.graph()``): a convolution widens the field by its half-width
+    times its dilation at its own resolution, a max-pool multiplies the stride and covers its
+    width, residual adds and concatenations take the widest field of their inputs, crops shift
+    it; past a Flatten / mean / Linear a unit sees the whole input (``stride == 0``).
     """
-    from jaxmotif.models.deephistone import BRANCH_LAYERS, DENSE_LAYERS, KERNEL_WIDTH, POOL
+    from jaxmotif.graph import geometry
 
-    w1, w2, w3 = config.widths
-    half = KERNEL_WIDTH // 2
-    length = config.seq_len
-    if layer == HEAD_LAYER:
-        return LayerShape(1, config.hidden, 0, 0, length - 1)
-    if layer not in BRANCH_LAYERS:
-        names = [*BRANCH_LAYERS, HEAD_LAYER]
-        raise ValueError(f"layer={layer!r} is not a layer of this model; layers: {names}")
-    # Field of trans1 position q: the block1 concatenation at 4q..4q+3, each seeing the deepest
-    # dense layer's field (1 + DENSE_LAYERS convolutions of half-width 4 at stride 1).
-    b1_reach = half * (1 + DENSE_LAYERS)
-    t1 = (POOL, -b1_reach, POOL - 1 + b1_reach)
-    if layer == "conv1":
-        return LayerShape(length, w1, 1, -half, half)
-    if layer.startswith("block1."):
-        i = int(layer.split(".")[1])
-        return LayerShape(length, w1, 1, -half * (i + 2), half * (i + 2))
-    if layer == "trans1":
-        return LayerShape(length // POOL, w2, *t1)
-    if layer.startswith("block2."):
-        i = int(layer.split(".")[1])
-        reach = half * (i + 1) * t1[0]  # i + 1 convolutions over trans1 positions
-        return LayerShape(length // POOL, w2, t1[0], t1[1] - reach, t1[2] + reach)
-    # trans2 position r: block2's concatenation at 4r..4r+3 = trans1 positions 4r - 12 .. 4r + 15.
-    b2_reach = half * DENSE_LAYERS
-    lo = t1[0] * (-b2_reach) + t1[1]
-    hi = t1[0] * (POOL - 1 + b2_reach) + t1[2]
-    return LayerShape(length // POOL // POOL, w3, POOL * t1[0], lo, hi)
+    shapes = geometry(config.graph(), config.seq_len, "seq")[1]
+    if layer not in shapes:
+        raise ValueError(f"layer={layer!r} is not a layer of this model; layers: {list(shapes)}")
+    return shapes[layer]
 
 
 def receptive_field(config, layer: str, position: int) -> tuple[int, int]:
     """Input positions ``[start, stop)`` that unit ``position`` of ``layer`` sees (clipped to 0..L)."""
     shape = layer_shape(config, layer)
     _check_position(layer, shape, position)
-    if layer == HEAD_LAYER:
+    if shape.stride == 0:
         return 0, config.seq_len
     start = shape.stride * position + shape.lo
     stop = shape.stride * position + shape.hi + 1
@@ -233,7 +189,7 @@ def receptive_field(config, layer: str, position: int) -> tuple[int, int]:
 def _check_position(layer, shape: LayerShape, position):
     if position is None:
         return
-    if layer == HEAD_LAYER and position not in (0,):
+    if shape.stride == 0 and position not in (0,):
         raise ValueError(f"position={position} given for layer={layer!r}, which has no positions (use None)")
     if not 0 <= position < shape.positions:
         raise ValueError(f"position={position} out of range for {layer=} with {shape.positions} positions")
@@ -316,21 +272,24 @@ def project(
         raise ValueError(f"channel={channel} out of range for layer={layer!r} with {shape.channels} channels")
     position = None if position is None else int(position)
     _check_position(layer, shape, position)
-    if layer == HEAD_LAYER:
+    ops = Ops(relu=relu)
+    side = model.config.side_input
+    node = model._tap_node(layer)
+    if side is not None and any(side in n.inputs for n in needed_nodes(model.graph, (node,))):
         seq, dnase = model.check_inputs(seq, dnase)
-
-        def layer_fn(params, s, d):
-            module = _module(model, params)
-            return module.head.hidden_pre(module.features(s, d, relu=relu))[:, None, :]
-
     else:
-        # The sequence branch never reads the DNase input: check the sequence alone.
-        dummy = np.zeros(np.shape(seq)[:-1], np.float32) if model.config.has_dnase else None
+        # The layer never reads the side input (a sequence branch): check the sequence alone.
+        side_shape = model.config.side_shape
+        dummy = None if side_shape is None else np.zeros((np.shape(seq)[0], *side_shape), np.float32)
+        if np.ndim(seq) == 2 and dummy is not None:
+            dummy = dummy[:1]
         seq, _ = model.check_inputs(seq, dummy)
         dnase = None
+    vector = shape.stride == 0
 
-        def layer_fn(params, s, d):
-            return _module(model, params).seq_map.layer_outputs(s, relu=relu)[layer]
+    def layer_fn(params, s, d):
+        out = model.layer_output(params, s, d, layer, ops=ops)
+        return out[:, None, :] if vector else out
 
     whole_map = position is None
 

@@ -217,42 +217,39 @@ def test_captum_and_tangermeme_agree_through_max_pooling():
 
 
 # ---------------------------------------------------------------------------------------------
-# BPNet (bpnet-lite's own class, tiny) with its profile and counts targets, bpnet-lite's wrapper
+# BPNet / ChromBPNet (the model graph) with targets "profile" and "counts", vs bpnet-lite's wrapper
 # ---------------------------------------------------------------------------------------------
 
 
-def test_bpnet_profile_and_counts_equal_bpnetlite():
+@pytest.mark.parametrize("arch", ["bpnet", "chrombpnet"])
+def test_bpnet_family_profile_and_counts_equal_bpnetlite(arch):
+    """bpnet-lite's ``attribute.deep_lift_shap`` (tangermeme with its profile-scaling, exp and log
+    rules) on ProfileWrapper / CountWrapper; ChromBPNet's counts are a logsumexp (exp, log)."""
     from bpnetlite.attribute import deep_lift_shap as bpnetlite_dls
-    from bpnetlite.bpnet import BPNet, CountWrapper, ProfileWrapper
+    from bpnetlite.bpnet import CountWrapper, ProfileWrapper
+    from test_bpnet import bpnet_pair, chrombpnet_pair
 
-    layers, length = 2, 130
-    torch.manual_seed(2)
-    net = BPNet(n_filters=6, n_layers=layers, n_outputs=2, n_control_tracks=0, verbose=False).double().eval()
-    trim = net.trimming
-
-    def apply(p, x, d=None, *, ops=DEFAULT_OPS):
-        h = ops.relu(_conv(x, p["iconv.weight"], p["iconv.bias"], 10))
-        for i in range(layers):
-            dil = 2 ** (i + 1)
-            h = h + ops.relu(_conv(h, p[f"rconvs.{i}.weight"], p[f"rconvs.{i}.bias"], dil, dil))
-        profile = _conv(h, p["fconv.weight"], p["fconv.bias"], 37)[:, trim : length - trim]
-        logits = _flatten(profile)
-        logits = logits - jnp.mean(logits, axis=-1, keepdims=True)
-        counts = jnp.mean(h[:, max(trim - 37, 0) : length - trim + 37], axis=1) @ p["linear.weight"].T
-        counts = counts + p["linear.bias"][None]
-        return jnp.concatenate([jnp.sum(ops.profile_scale(logits), axis=-1, keepdims=True), counts], -1)
-
+    length = 160
+    if arch == "bpnet":
+        net, model = bpnet_pair(length, n_filters=6, n_layers=2, n_outputs=2, n_control_tracks=0)
+    else:
+        net, model = chrombpnet_pair(length)
     rng = np.random.default_rng(2)
+    seq = random_onehot(rng, 2, length)
+    refs = dinucleotide_shuffle(seq, key=jax.random.key(3), num_shuffles=3)
     with jax.enable_x64(True):
-        params = _params(net)
-        seq = random_onehot(rng, 2, length).astype(np.float64)
-        refs = dinucleotide_shuffle(seq, key=jax.random.key(3), num_shuffles=3).astype(np.float64)
-        for hypothetical in (False, True):
-            ours, deltas = _ours(apply, params, seq, refs, (0, 1), hypothetical)
-            assert deltas.max() < 1e-10
-            for k, wrapper in enumerate((ProfileWrapper, CountWrapper)):
-                theirs = _theirs(wrapper(net), seq, refs, 0, hypothetical, fn=bpnetlite_dls)
-                assert _rel(ours[:, k], theirs) < 1e-10, (hypothetical, wrapper.__name__)
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), model.params)
+        net = net.double()
+        hyp, deltas = _ours(model.apply, params, seq.astype(np.float64), refs, (0, 1), True)
+        assert deltas.max() < 1e-10
+        for k, wrapper in enumerate((ProfileWrapper, CountWrapper)):
+            theirs = _theirs(wrapper(net), seq, refs, 0, True, fn=bpnetlite_dls)
+            assert _rel(hyp[:, k], theirs) < 1e-10, wrapper.__name__
+            plain = _theirs(wrapper(net), seq, refs, 0, False, fn=bpnetlite_dls)
+            assert _rel(hyp[:, k] * seq, plain) < 1e-10, wrapper.__name__
+    # The public function, float32, by target name.
+    counts, deltas = deep_lift_shap(model, seq, None, "counts", references=refs, return_deltas=True)
+    assert counts.shape == (2, length, 4) and deltas.shape == (2, 3) and deltas.max() < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------

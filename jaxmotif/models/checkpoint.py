@@ -1,7 +1,8 @@
 """Checkpoints: an Orbax checkpoint of the parameters plus ``config.json``, in one folder.
 
     OUT_DIR/
-      config.json   DeepHistoneConfig as JSON (+ "format": "jaxmotif-checkpoint/1")
+      config.json   the model config as JSON (+ "format": "jaxmotif-checkpoint/1", "arch"); files
+                    without "arch" (written before BPNet) are DeepHistone checkpoints
       params/       Orbax StandardCheckpointer output (nested dict of arrays)
 
 Writes go to a temporary sibling folder that is renamed into place at the end, so a failure
@@ -18,7 +19,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxmotif.models.deephistone import DeepHistone, DeepHistoneConfig
+from jaxmotif.graph import abstract_module
+from jaxmotif.models.deephistone import DeepHistoneConfig
 from jaxmotif.models.model import Model
 
 FORMAT = "jaxmotif-checkpoint/1"
@@ -34,7 +36,7 @@ def _orbax():
     return ocp
 
 
-def write_checkpoint(out_dir: str | os.PathLike, config: DeepHistoneConfig, params: dict, *, overwrite=False):
+def write_checkpoint(out_dir: str | os.PathLike, config, params: dict, *, overwrite=False):
     """Writes ``params`` (a nested dict of arrays, NNX pure-dict layout) and ``config`` atomically.
 
     ``params`` must match the structure and shapes of a model built from ``config``; this is
@@ -58,6 +60,7 @@ def write_checkpoint(out_dir: str | os.PathLike, config: DeepHistoneConfig, para
             ckpt.wait_until_finished()
         meta = json.loads(config.to_json())
         meta["format"] = FORMAT
+        meta["arch"] = config.arch
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -73,7 +76,24 @@ def save_model(model: Model, out_dir, *, overwrite=False):
     return write_checkpoint(out_dir, model.config, nnx.to_pure_dict(model.params), overwrite=overwrite)
 
 
-def read_config(ckpt_dir) -> DeepHistoneConfig:
+def config_classes() -> dict:
+    """arch -> config class (BPNet's imported here: it is not needed to load DeepHistone)."""
+    from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
+
+    return {"deephistone": DeepHistoneConfig, "bpnet": BPNetConfig, "chrombpnet": ChromBPNetConfig}
+
+
+def config_from_dict(meta: dict):
+    """The config object of a ``config.json`` dict (without "format"); ``arch`` picks the class."""
+    meta = dict(meta)
+    arch = meta.pop("arch", None) or meta.get("model_type", "deephistone")
+    classes = config_classes()
+    if arch not in classes:
+        raise CheckpointError(f"unknown architecture arch={arch!r}; known: {sorted(classes)}")
+    return classes[arch].from_dict(meta)
+
+
+def read_config(ckpt_dir):
     ckpt_dir = Path(ckpt_dir)
     cfg_path = ckpt_dir / "config.json"
     if not ckpt_dir.is_dir():
@@ -86,12 +106,15 @@ def read_config(ckpt_dir) -> DeepHistoneConfig:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
     if meta.pop("format", None) != FORMAT:
         raise CheckpointError(f"{cfg_path} is not a {FORMAT} config")
-    return DeepHistoneConfig.from_dict(meta)
+    try:
+        return config_from_dict(meta)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{cfg_path}: {e}") from None
 
 
-def abstract_params(config: DeepHistoneConfig) -> dict:
+def abstract_params(config) -> dict:
     """The params tree of a model built from ``config``, as ShapeDtypeStructs (no allocation)."""
-    module = nnx.eval_shape(lambda: DeepHistone(config, rngs=nnx.Rngs(0)))
+    module = abstract_module(config.graph(), config.seq_len)
     return nnx.to_pure_dict(nnx.state(module))
 
 
