@@ -10,7 +10,7 @@ import sys
 
 from benchmarks import common
 
-TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms")
+TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift")
 
 
 def main(argv=None) -> int:
@@ -79,6 +79,10 @@ def main(argv=None) -> int:
             from benchmarks.pwms import bench_pwms
 
             results += bench_pwms(model, precision=precision, device=device, quick=args.quick)
+        if "deeplift" in tasks:
+            from benchmarks.deeplift import bench_deeplift
+
+            results += bench_deeplift(net, model, precision=precision, device=device, quick=args.quick)
     common.print_table(results)
     if args.out:
         common.write_json(args.out, env, results)

@@ -1,6 +1,7 @@
 """jaxmotif: high-throughput attribution for genomic CNNs (DeepHistone, BPNet, ChromBPNet) in JAX/Flax."""
 
 from jaxmotif.attribution import ATTRIBUTION_METHODS, SALIENCY_METHODS, saliency
+from jaxmotif.deeplift import deep_lift_shap
 from jaxmotif.integrated import dinucleotide_shuffle, integrated_gradients, smoothgrad
 from jaxmotif.ism import mutation_map
 from jaxmotif.ism_fast import flops_per_window, mutant_predictions_fast
@@ -28,6 +29,7 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "SALIENCY_METHODS",
     "__version__",
+    "deep_lift_shap",
     "dinucleotide_shuffle",
     "flops_per_window",
     "integrated_gradients",

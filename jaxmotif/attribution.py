@@ -22,7 +22,7 @@ GRADIENT_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
 SALIENCY_METHODS = GRADIENT_METHODS  # the plain-gradient methods of saliency_kernel
 # Methods implemented in jaxmotif.projections / jaxmotif.integrated, dispatched by saliency().
 RULE_METHODS = ("deconvnet", "guided_backprop", "inverse_activation")
-AVERAGED_METHODS = ("integrated_gradients", "smoothgrad")
+AVERAGED_METHODS = ("integrated_gradients", "smoothgrad", "deep_lift_shap")  # draw random numbers
 ATTRIBUTION_METHODS = GRADIENT_METHODS + RULE_METHODS + AVERAGED_METHODS  # every method of saliency()
 
 
@@ -113,7 +113,9 @@ def saliency(
         ``inverse_activation`` (Denas & Taylor; option ``value``); ``integrated_gradients``
         (options ``steps``, ``baseline``, ``num_baselines``, ``rule``, ``step_batch``; ``key`` for
         shuffled baselines) | ``smoothgrad`` (options ``samples``, ``sigma``, ``sample_batch``;
-        ``key`` required), :mod:`jaxmotif.integrated`.
+        ``key`` required), :mod:`jaxmotif.integrated`; ``deep_lift_shap`` (options
+        ``references``, ``n_shuffles``, ``hypothetical``; ``key`` for shuffled references),
+        :mod:`jaxmotif.deeplift`.
     logits: differentiate the output before the final activation instead of after it.
     batch_size: optional upper bound on the sequences per compiled call.
     max_memory: bytes one compiled call may hold (default
@@ -152,7 +154,7 @@ def saliency(
 def _other_method(model, seq, dnase, target, method, logits, common, key, options):
     """saliency() for the methods of jaxmotif.projections and jaxmotif.integrated (imported here:
     they import this module)."""
-    from jaxmotif import integrated, projections
+    from jaxmotif import deeplift, integrated, projections
 
     allowed = {
         "deconvnet": (),
@@ -160,6 +162,7 @@ def _other_method(model, seq, dnase, target, method, logits, common, key, option
         "inverse_activation": ("value",),
         "integrated_gradients": ("steps", "baseline", "num_baselines", "rule", "step_batch"),
         "smoothgrad": ("samples", "sigma", "sample_batch"),
+        "deep_lift_shap": ("references", "n_shuffles", "hypothetical"),
     }[method]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -174,5 +177,7 @@ def _other_method(model, seq, dnase, target, method, logits, common, key, option
         targets, squeeze = resolve_targets(model, target)
         maps = [projections.inverse_activation(model, seq, dnase, t, **common, **options) for t in targets]
         return maps[0] if squeeze else np.stack(maps, axis=1)
+    if method == "deep_lift_shap":
+        return deeplift.deep_lift_shap(model, seq, dnase, target, key=key, logits=logits, **common, **options)
     fn = integrated.integrated_gradients if method == "integrated_gradients" else integrated.smoothgrad
     return fn(model, seq, dnase, target, key=key, logits=logits, **common, **options)

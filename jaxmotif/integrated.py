@@ -322,6 +322,7 @@ def integrated_gradients(
     step_batch: int | None = None,
     max_memory: int | None = None,
     precision: str | None = None,
+    return_deltas: bool = False,
 ) -> np.ndarray:
     """Integrated gradients (Sundararajan et al. 2017) of ``model``'s outputs for one-hot sequences.
 
@@ -341,8 +342,11 @@ def integrated_gradients(
         (:func:`jaxmotif.memory.path_plan`).
     batch_size, step_batch: optional upper bounds on sequences per call and points per scan step.
     precision: ``fp32`` (default) | ``tf32`` | ``bf16``.
+    return_deltas: also return the completeness gap ``|Σ attributions - (f(x) - mean f(x'))|``
+        per sequence, shape=(N,) for one target or (N, K); it shrinks as ``steps`` grows.
 
-    Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``.
+    Returns the attributions; they sum (over positions and letters) to ``f(x) - mean f(x')``
+    up to the quadrature error; ``(attributions, deltas)`` with ``return_deltas``.
     """
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
@@ -377,6 +381,15 @@ def integrated_gradients(
         )
 
     result = by_target_groups(targets, per_call, run)
+    if return_deltas:
+        fwd = model.compiled(precision, logits)
+
+        def predict(x):
+            return map_batches(lambda s, d: fwd(params, s, d), [x, dnase], batch_size=n_seq)[:, list(targets)]
+
+        gap = predict(seq) - np.mean([predict(refs[:, b]) for b in range(refs.shape[1])], axis=0)
+        deltas = np.abs(result.sum(axis=(-2, -1)) - gap)  # (N, K)
+        return (result[:, 0], deltas[:, 0]) if squeeze else (result, deltas)
     return result[:, 0] if squeeze else result
 
 

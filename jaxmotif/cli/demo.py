@@ -140,6 +140,7 @@ def step_methods(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     options = {
         "integrated_gradients": {"steps": 32, "baseline": "zeros"},
         "smoothgrad": {"samples": 16, "key": jax.random.key(0)},
+        "deep_lift_shap": {"n_shuffles": 8, "key": jax.random.key(0)},
     }
     fig, axes = plt.subplots(len(ATTRIBUTION_METHODS), 1, figsize=(9, 1.35 * len(ATTRIBUTION_METHODS)))
     for ax, method in zip(axes, ATTRIBUTION_METHODS, strict=True):

@@ -32,6 +32,8 @@ examples:
       --method integrated_gradients --baseline shuffle --num-baselines 4 --targets H3K27ac --out ig.npz
   python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase-npy dnase.npy \\
       --method smoothgrad --samples 50 --sigma 0.15 --seed 0 --out sg.npz --logos 5
+  python -m jaxmotif.saliency --checkpoint ckpt/ --fasta windows.fa --dnase-npy dnase.npy \\
+      --method deep_lift_shap --n-shuffles 20 --hypothetical --seed 0 --out shap.npz
   # no --checkpoint: the bundled demo model and its held-out sequences
   python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz --logos 3
 
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jaxmotif.saliency",
         description="Saliency / attribution maps (gradient, gradient x input, deconvnet, guided "
-        "backprop, inverse-activation, integrated gradients, SmoothGrad) of FASTA sequences.",
+        "backprop, inverse-activation, integrated gradients, SmoothGrad, DeepLIFT/DeepSHAP) of FASTA "
+        "sequences.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=BASELINES, help="integrated_gradients: reference (default zeros)")
     p.add_argument("--num-baselines", type=int, help="integrated_gradients: shuffled references (default 1)")
     p.add_argument("--rule", choices=INTEGRATION_RULES, help="integrated_gradients: quadrature")
+    p.add_argument("--n-shuffles", type=int, help="deep_lift_shap: shuffled references (default 20)")
+    p.add_argument(
+        "--hypothetical",
+        action="store_true",
+        default=None,
+        help="deep_lift_shap: hypothetical contributions of every base (TF-MoDISco's input)",
+    )
     p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 50)")
     p.add_argument("--sigma", type=float, help="smoothgrad: noise standard deviation (default 0.15)")
     p.add_argument(
@@ -124,6 +134,7 @@ def _method_options(args) -> dict:
         },
         "smoothgrad": {"samples": args.samples, "sigma": args.sigma},
         "inverse_activation": {"value": args.value},
+        "deep_lift_shap": {"n_shuffles": args.n_shuffles, "hypothetical": args.hypothetical},
     }.get(args.method, {})
     given = {k: v for k, v in vars(args).items() if k in _ALL_OPTIONS and v is not None}
     stray = sorted(set(given) - set(options))
@@ -133,7 +144,17 @@ def _method_options(args) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
-_ALL_OPTIONS = ("steps", "baseline", "num_baselines", "rule", "samples", "sigma", "value")
+_ALL_OPTIONS = (
+    "steps",
+    "baseline",
+    "num_baselines",
+    "rule",
+    "samples",
+    "sigma",
+    "value",
+    "n_shuffles",
+    "hypothetical",
+)
 
 
 def _load(args):
@@ -253,7 +274,8 @@ def _run(args) -> int:
         check_output(logo_dir, args.overwrite, "--out's logos folder")
     model, records, seq, dnase = _load(args)
     indices = list(resolve_cli_targets(model, target_values))  # validated before device work
-    key = jax.random.key(args.seed) if args.method in ("integrated_gradients", "smoothgrad") else None
+    random = ("integrated_gradients", "smoothgrad", "deep_lift_shap")
+    key = jax.random.key(args.seed) if args.method in random else None
     if args.step_batch is not None:
         if args.method not in ("integrated_gradients", "smoothgrad"):
             raise CliError(f"--step-batch not used by --method {args.method}")

@@ -215,8 +215,9 @@ def conv1d(x, kernel, bias, padding, dilation: int = 1):
 
 def batchnorm(x, mean, var, scale, bias):
     """Eval-mode BatchNorm over the last axis with running statistics (eps 1e-5, as PyTorch)."""
-    inv = jax.lax.rsqrt(var.astype(jnp.float32) + BN_EPS) * scale.astype(jnp.float32)
-    shift = bias.astype(jnp.float32) - mean.astype(jnp.float32) * inv
+    dtype = jnp.promote_types(var.dtype, jnp.float32)  # float64 when the model runs in it (tests)
+    inv = jax.lax.rsqrt(var.astype(dtype) + BN_EPS) * scale.astype(dtype)
+    shift = bias.astype(dtype) - mean.astype(dtype) * inv
     return x * along_channels(inv.astype(x.dtype), x.ndim) + along_channels(shift.astype(x.dtype), x.ndim)
 
 

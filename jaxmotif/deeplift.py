@@ -1,0 +1,325 @@
+"""DeepLIFT / DeepSHAP contribution scores (Shrikumar, Greenside & Kundaje 2017; Lundberg & Lee 2017).
+
+DeepLIFT explains ``f(x) - f(x')`` for a reference ``x'``: every nonlinearity's gradient is
+replaced by a multiplier, and the backward pass then gives multipliers ``m`` at the input with
+``Σ (x - x') · m = f(x) - f(x')`` (summation-to-delta). DeepSHAP averages over references,
+here dinucleotide shuffles of each sequence. The rules are those of tangermeme's
+``deep_lift_shap`` (which bpnet-lite wraps), which this module matches number for number:
+
+- Rescale rule, for every elementwise nonlinearity (ReLU, DeepSEA's threshold, sigmoid,
+  softplus, exp, log) and for bpnet-lite's profile scaling ``y · softmax(y)`` (taken elementwise,
+  as bpnet-lite registers ``_ProfileLogitScaling`` with tangermeme's ``_nonlinear``): the
+  multiplier is ``Δout / Δin``, or the ordinary gradient where ``|Δin| < 1e-6``.
+- Max-pooling: the change of each window's maximum, ``max(o, o') - o'`` for the input and
+  ``o - max(o, o')`` for the reference, is routed (times the upstream gradient of each half) to
+  that half's first maximum, the two routed arrays are added, and each position's sum is divided
+  by its ``Δin``; where ``Δin == 0`` exactly the input half's ordinary gradient is used. Both
+  halves get the same multiplier. Captum's rule differs only where ``|Δin| < 1e-10`` (it falls
+  back to each half's own gradient there).
+- Linear operations (convolutions, eval-mode BatchNorm, dense layers, concatenation, residual
+  adds, crops, means) need no rule: their gradient is already the multiplier.
+
+The rules are :class:`jaxmotif.nonlinear.Ops` entries written as ``jax.custom_vjp`` functions.
+Each acts on a batch stacked as ``[inputs; references]`` along axis 0, the first half paired row
+by row with the second, and the backward pass is seeded on both halves (as tangermeme seeds
+``y.sum()`` over its stacked batch), so a max-pool sees the upstream gradients of both. The
+forward values are the ordinary ones. For each sequence, its ``R`` (sequence, reference) pairs
+are one stacked batch of ``2R`` rows; sequences are vmapped, and every target comes out of the
+same forward pass through a vmapped VJP.
+
+Hypothetical contributions (Shrikumar et al.'s TF-MoDISco input): for every base ``b`` at every
+position, ``Σ_c (onehot(b) - x'_c) · m_c``, averaged over references. The ordinary
+contributions are the hypothetical ones times the one-hot input (tangermeme's definition); they
+sum to ``f(x) - mean f(x')`` over positions and bases for sequences without N.
+"""
+
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmotif.attribution import resolve_targets
+from jaxmotif.batching import map_batches
+from jaxmotif.integrated import dinucleotide_shuffle
+from jaxmotif.nonlinear import Ops, deepsea_threshold, maxpool, profile_scale
+from jaxmotif.precision import with_precision
+
+RESCALE_EPS = 1e-6  # |Δin| below this: the ordinary gradient instead of the secant (tangermeme's)
+DELTA_WARNING = 1e-3  # tangermeme's warning_threshold for the convergence deltas
+REFERENCES = ("shuffle", "zeros")
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules: custom VJPs over a batch stacked as [inputs; references]
+# ---------------------------------------------------------------------------------------------
+
+
+def _halves(x):
+    half = x.shape[0] // 2
+    return x[:half], x[half:]
+
+
+def _rule_dtype(dtype):
+    """The rules divide small differences: never in less than float32 (bf16 runs, too)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def rescale_rule(fn: Callable, name: str | None = None) -> Callable:
+    """``fn`` (elementwise along the pairing, on a stacked ``[x; x']`` batch) with the rescale rule.
+
+    The backward pass multiplies the upstream gradient of both halves by the secant
+    ``(fn(x) - fn(x')) / (x - x')``, or by ``fn``'s own derivative at each half where
+    ``|x - x'| < 1e-6``. ``fn`` need only be elementwise within a row pair (the profile scaling
+    couples positions of one row; the secant is still taken elementwise, as tangermeme does).
+    """
+
+    @jax.custom_vjp
+    def rule(x):
+        return fn(x)
+
+    def fwd(x):
+        return fn(x), x
+
+    def bwd(x, g):
+        dtype = _rule_dtype(x.dtype)
+        xf = x.astype(dtype)
+        y, plain_vjp = jax.vjp(fn, xf)
+        (plain,) = plain_vjp(g.astype(dtype))  # the ordinary gradient of each half
+        (xa, xr), (ya, yr) = _halves(xf), _halves(y)
+        dx, dy = xa - xr, ya - yr
+        small = jnp.abs(dx) < RESCALE_EPS
+        secant = dy / jnp.where(small, jnp.ones_like(dx), dx)
+        small2, secant2 = (jnp.concatenate([a, a]) for a in (small, secant))
+        return (jnp.where(small2, plain, g.astype(dtype) * secant2).astype(x.dtype),)
+
+    rule.defvjp(fwd, bwd)
+    rule.__name__ = f"rescale_{name or getattr(fn, '__name__', 'fn')}"
+    return rule
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def maxpool_rule(x, width: int):
+    """:func:`jaxmotif.nonlinear.maxpool` of a stacked ``[x; x']`` batch ``(2M, W, C)`` with
+    tangermeme's (and Captum's) max-pooling rule; see the module docstring."""
+    return maxpool(x, width)
+
+
+def _maxpool_fwd(x, width):
+    return maxpool(x, width), x
+
+
+def _maxpool_bwd(width, x, g):
+    dtype = _rule_dtype(x.dtype)
+    rows, length, channels = x.shape
+    pooled = length // width
+    xf = x.astype(dtype)
+    windows = xf[:, : pooled * width].reshape(rows, pooled, width, channels)
+    # The first maximum of each window wins it, as torch's max_pool indices.
+    switch = jax.nn.one_hot(jnp.argmax(windows, axis=2), width, axis=2, dtype=dtype)  # (2M, P, w, C)
+    out = jnp.max(windows, axis=2)  # (2M, P, C)
+    o, o_ref = _halves(out)
+    top = jnp.maximum(o, o_ref)
+    delta_out = jnp.concatenate([top - o_ref, o - top])
+    gf = g.astype(dtype)
+
+    def unpool(values):  # (2M, P, C) -> (2M, L, C), each value at its window's switch
+        spread = (switch * values[:, :, None]).reshape(rows, pooled * width, channels)
+        return jnp.pad(spread, ((0, 0), (0, length - pooled * width), (0, 0)))
+
+    routed_a, routed_r = _halves(unpool(gf * delta_out))
+    plain_a, _ = _halves(unpool(gf))
+    xa, xr = _halves(xf)
+    dx = xa - xr
+    still = dx == 0
+    half = jnp.where(still, plain_a, (routed_a + routed_r) / jnp.where(still, jnp.ones_like(dx), dx))
+    return (jnp.concatenate([half, half]).astype(x.dtype),)
+
+
+maxpool_rule.defvjp(_maxpool_fwd, _maxpool_bwd)
+
+
+DEEPLIFT_OPS = Ops(
+    relu=rescale_rule(jax.nn.relu, "relu"),
+    threshold=rescale_rule(deepsea_threshold, "threshold"),
+    sigmoid=rescale_rule(jax.nn.sigmoid, "sigmoid"),
+    softplus=rescale_rule(jax.nn.softplus, "softplus"),
+    exp=rescale_rule(jnp.exp, "exp"),
+    log=rescale_rule(jnp.log, "log"),
+    maxpool=maxpool_rule,
+    # The fallback (|Δlogit| < 1e-6) is the gradient of softmax(y)·y; tangermeme's is that with its
+    # softmax rule inside _ProfileLogitScaling applied.
+    profile_scale=rescale_rule(profile_scale, "profile_scale"),
+)
+"""The DeepLIFT rules as an :class:`Ops`: pass ``ops=DEEPLIFT_OPS`` to a model's apply, on a
+stacked ``[inputs; references]`` batch."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def deep_lift_shap_kernel(
+    apply_fn: Callable, params, seq, dnase, refs, targets: Sequence[int], hypothetical: bool
+):
+    """Pure kernel: DeepSHAP contributions of ``targets`` and the convergence deltas.
+
+    Parameters
+    ----------
+    apply_fn: ``f(params, seq (M, L, 4), dnase (M, L) | None) -> (M, T)`` running the DeepLIFT
+        rules (``ops=DEEPLIFT_OPS``).
+    seq: shape=(N, L, 4); dnase: shape=(N, L) or None (held fixed: each sequence's DNase is
+        given to it and to all its references).
+    refs: shape=(N, R, L, 4) references, paired with their sequence.
+    targets: output indices, static.
+    hypothetical: return the hypothetical contributions (else times the one-hot input).
+
+    Returns (contributions shape=(N, K, L, 4) float32, deltas shape=(N, K, R) float32: per
+    reference ``|Σ (x - x') · m - (f(x) - f(x'))|``).
+    """
+    targets = jnp.asarray(targets)
+
+    def one(x, d, r):  # x (L, 4), d (L,) | None, r (R, L, 4)
+        n_refs = r.shape[0]
+        xs = jnp.broadcast_to(x, r.shape)
+        stacked = jnp.concatenate([xs, r.astype(x.dtype)])  # (2R, L, 4): [x; x'] paired row by row
+        dd = None if d is None else jnp.broadcast_to(d, (2 * n_refs, *d.shape))
+        out, vjp = jax.vjp(lambda s: apply_fn(params, s, dd), stacked)  # (2R, T)
+        basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
+        # Seed every row of both halves, as tangermeme's y.sum(): the max-pool rule reads both.
+        cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))
+        (grads,) = jax.vmap(vjp)(cotangents)  # (K, 2R, L, 4)
+        ftype = _rule_dtype(grads.dtype)  # float32, or float64 when the model runs in it
+        mult = grads[:, :n_refs].astype(ftype)  # (K, R, L, 4): the inputs' multipliers
+        rf = r.astype(ftype)
+        diff = x.astype(ftype)[None] - rf  # (R, L, 4)
+        out = out.astype(ftype)
+        delta_out = (out[:n_refs] - out[n_refs:])[:, targets].T  # (K, R)
+        deltas = jnp.abs(jnp.sum(diff[None] * mult, axis=(2, 3)) - delta_out)
+        # Σ_c (onehot(b) - x'_c) m_c = m_b - Σ_c x'_c m_c
+        hyp = mult - jnp.sum(rf[None] * mult, axis=-1, keepdims=True)
+        contrib = jnp.mean(hyp, axis=1)  # (K, L, 4)
+        if not hypothetical:
+            contrib = contrib * x.astype(ftype)[None]
+        return contrib, deltas
+
+    return jax.vmap(one, in_axes=(0, None if dnase is None else 0, 0))(seq, dnase, refs)
+
+
+# ---------------------------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------------------------
+
+
+def make_references(seq, references="shuffle", *, n_shuffles: int = 20, key: jax.Array | None = None):
+    """References of each sequence, shape=(N, R, L, 4) float32.
+
+    references: None or ``"shuffle"`` (``n_shuffles`` dinucleotide shuffles per sequence from
+        ``key``; sequence ``i`` draws from ``fold_in(key, i)``, so the references do not depend
+        on batching), ``"zeros"`` (one all-N reference), or an array (N, R, L, 4) used as given.
+    """
+    seq = np.asarray(seq, np.float32)
+    if references is None or (isinstance(references, str) and references == "shuffle"):
+        if key is None:
+            raise ValueError("shuffled references need an explicit key=jax.random.key(...)")
+        if n_shuffles < 1:
+            raise ValueError(f"n_shuffles={n_shuffles} must be positive")
+        return dinucleotide_shuffle(seq, key=key, num_shuffles=n_shuffles)
+    if isinstance(references, str):
+        if references != "zeros":
+            raise ValueError(f"references={references!r} must be None, one of {REFERENCES} or an array")
+        return np.zeros((seq.shape[0], 1, *seq.shape[1:]), np.float32)
+    ref = np.asarray(references, np.float32)
+    if ref.ndim != 4 or ref.shape[0] != seq.shape[0] or ref.shape[2:] != seq.shape[1:]:
+        raise ValueError(
+            f"references shape {ref.shape} must be (N, R, L, 4) = ({seq.shape[0]}, R, "
+            f"{seq.shape[1]}, {seq.shape[2]})"
+        )
+    if not np.isfinite(ref).all():
+        raise ValueError("references contain NaN or infinite values")
+    return np.ascontiguousarray(ref)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-level function
+# ---------------------------------------------------------------------------------------------
+
+
+def deep_lift_shap(
+    model,
+    seq,
+    dnase=None,
+    target=None,
+    *,
+    references=None,
+    n_shuffles: int = 20,
+    hypothetical: bool = False,
+    key: jax.Array | None = None,
+    batch_size: int = 64,
+    precision: str | None = None,
+    return_deltas: bool = False,
+    logits: bool = False,
+    warning_threshold: float = DELTA_WARNING,
+):
+    """DeepLIFT / DeepSHAP contributions of ``model``'s outputs for one-hot sequences.
+
+    Parameters
+    ----------
+    model: a :class:`jaxmotif.Model` whose ``apply(params, seq, dnase, *, ops=...)`` routes its
+        nonlinearities through ``ops``.
+    seq: shape=(N, L, 4) one-hot (ACGT, channels-last); dnase: shape=(N, L) for two-branch
+        models, held fixed (each reference gets its sequence's DNase).
+    target: an output index or name (result (N, L, 4)), a list of them or None for every output
+        (N, T, L, 4); all targets come from one compiled pass per chunk.
+    references: None (``n_shuffles`` dinucleotide shuffles per sequence drawn from ``key``), an
+        array shape=(N, R, L, 4), or ``"zeros"``.
+    hypothetical: hypothetical contributions (every base at every position; TF-MoDISco's input)
+        instead of the contributions of the bases present.
+    key: a ``jax.random`` key for the shuffles; the same key gives the same references and
+        contributions whatever ``batch_size``.
+    batch_size: (sequence, reference) pairs per compiled chunk, as tangermeme's: a chunk holds
+        ``max(1, batch_size // R)`` sequences with all their references, ``2 x`` as many model rows
+        as pairs, and the backward passes of every target (memory grows with pairs x targets).
+    precision: ``fp32`` (default) | ``tf32`` | ``bf16`` (the rules themselves run in float32).
+    return_deltas: also return the convergence deltas shape=(N, R) (or (N, K, R) for several
+        targets): ``|Σ (x - x') · m - (f(x) - f(x'))|`` per sequence and reference.
+    logits: attribute the output before the final activation.
+    warning_threshold: a ``RuntimeWarning`` names the worst sequence when a delta exceeds it.
+
+    Returns the contributions, or ``(contributions, deltas)`` with ``return_deltas``.
+    """
+    seq, dnase = model.check_inputs(seq, dnase)
+    targets, squeeze = resolve_targets(model, target)
+    if getattr(model.config, "final_activation", None) == "softmax" and not logits:
+        raise ValueError("DeepLIFT has no rule here for a softmax output; pass logits=True")
+    refs = make_references(seq, references, n_shuffles=n_shuffles, key=key)
+    n_refs = refs.shape[1]
+
+    def make():
+        base = model.apply_logits if logits else model.apply
+        apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
+        return jax.jit(lambda p, s, d, r: deep_lift_shap_kernel(apply_fn, p, s, d, r, targets, hypothetical))
+
+    kernel = model.compiled_fn(("deep_lift_shap", targets, n_refs, hypothetical, logits, precision), make)
+    params = model.params
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    contrib, deltas = map_batches(
+        lambda s, d, r: kernel(params, s, d, r), [seq, dnase, refs], batch_size=max(1, batch_size // n_refs)
+    )
+    worst = deltas.max(axis=(1, 2))
+    if worst.max() > warning_threshold:
+        i = int(np.argmax(worst))
+        warnings.warn(
+            f"DeepLIFT convergence delta {worst[i]:.3g} > {warning_threshold:g} at sequence {i} "
+            f"({int((worst > warning_threshold).sum())} of {len(worst)} sequences above): a "
+            "nonlinearity without a rule, or too low a precision",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if squeeze:
+        contrib, deltas = contrib[:, 0], deltas[:, 0]
+    return (contrib, deltas) if return_deltas else contrib
