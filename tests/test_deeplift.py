@@ -401,8 +401,8 @@ def test_a_small_memory_budget_splits_chunks_and_targets_not_results(small_model
     seq, dnase = random_onehot(rng, 3, 64), rng.random((3, 64)).astype(np.float32)
     kw = dict(target=[0, 2, 5], n_shuffles=2, key=jax.random.key(18), return_deltas=True)
     whole, d_whole = deep_lift_shap(small_model, seq, dnase, max_memory=2**30, **kw)
-    # One sequence (4 rows) with one target: sequences and targets both split.
-    tiny = memory.param_bytes(small_model) + 4 * 4 * 2 * (memory.activation_elements(small_model) + 64 * 4)
+    # Room for one model row with one target (float32): one sequence and one target per call.
+    tiny = memory.param_bytes(small_model) + 4 * 2 * (memory.activation_elements(small_model) + 64 * 4)
     assert deeplift._chunks(small_model, 3, 2, 3, None, tiny) == (1, 1)
     split, d_split = deep_lift_shap(small_model, seq, dnase, max_memory=tiny, **kw)
     np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-8)
