@@ -69,8 +69,13 @@ def center_over_bases(values: np.ndarray) -> np.ndarray:
     return v - v.mean(axis=-1, keepdims=True)
 
 
-def gradient_hypothetical(model, seqs, dnase, target, *, batch_size: int = 64) -> np.ndarray:
+def gradient_hypothetical(
+    model, seqs, dnase, target, *, logits: bool = True, batch_size: int = 64
+) -> np.ndarray:
     """Hypothetical contributions from the gradient: ``dS/dX`` centred over the bases per position.
+
+    S is the output's logit by default: the gradient of a saturated sigmoid output vanishes in the
+    windows the model is surest about, which are the ones TF-MoDISco reads.
 
     Parameters
     ----------
@@ -79,6 +84,8 @@ def gradient_hypothetical(model, seqs, dnase, target, *, batch_size: int = 64) -
     dnase : np.ndarray, shape=(N, L), or None for DNA-only models
     target : str or int
         One output.
+    logits : bool
+        Differentiate the logit (default) or the activated output.
 
     Returns
     -------
@@ -86,7 +93,9 @@ def gradient_hypothetical(model, seqs, dnase, target, *, batch_size: int = 64) -
     """
     from jaxmotif.attribution import saliency
 
-    grads = saliency(model, seqs, dnase, target=target, method="gradient", batch_size=batch_size)
+    grads = saliency(
+        model, seqs, dnase, target=target, method="gradient", logits=logits, batch_size=batch_size
+    )
     return center_over_bases(grads)
 
 

@@ -268,14 +268,20 @@ def _region_figure(model, seqs, dnase, contributions, index: int, target: int, t
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, height_ratios=(1, 1.6))
-    plot_attribution_logo(top, observed[lo:hi], model.config.alphabet, title=f"{title}: attribution")
-    top.set_xticks(range(0, hi - lo, 10), [str(lo + i) for i in range(0, hi - lo, 10)])
+    plot_attribution_logo(
+        top,
+        observed[lo:hi],
+        model.config.alphabet,
+        title=f"{title}: attribution, and below it the mutation map",
+    )
+    ticks = [i for i in range(hi - lo) if (lo + i) % 10 == 0]  # the mutation map's ticks
+    top.set_xticks(ticks, [str(lo + i) for i in ticks])
     top.set_xlim(-0.5, hi - lo - 0.5)
     # The mutation map gets a colour bar on its right; an empty one of the same size here keeps
     # the two x axes in register.
     make_axes_locatable(top).append_axes("right", size="1.5%", pad=0.1).set_axis_off()
     jaxmotif.plot.mutation_map(
-        bottom, scores[lo:hi], seqs[index, lo:hi], model.config.alphabet, start=lo, title="mutation map (ΔS)"
+        bottom, scores[lo:hi], seqs[index, lo:hi], model.config.alphabet, start=lo, label="ΔS (DeepBind)"
     )
     return _png(fig)
 
