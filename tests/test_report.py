@@ -36,7 +36,7 @@ def test_report_on_the_demo(tmp_path):
 
     model = jaxmotif.demo_model()
     seqs, dnase, records = read_demo_sequences(jaxmotif.demo_paths())
-    seqs, dnase, records = seqs[:100], dnase[:100], records[:100]
+    seqs, dnase, records = seqs[:60], dnase[:60], records[:60]
     calls = []
 
     def attribution(model_, s, d, target):  # the attribution function is a parameter
@@ -45,7 +45,7 @@ def test_report_on_the_demo(tmp_path):
 
     settings = ReportSettings(
         targets=["H3K36me3"], optimize_restarts=1, optimize_steps=20, top_regions=1,
-        modisco={"max_seqlets_per_metacluster": 150},
+        modisco={"max_seqlets_per_metacluster": 100},
     )  # fmt: skip
     result = build_report(
         model, seqs, dnase, tmp_path / "report.html", names=[r.name for r in records], settings=settings,

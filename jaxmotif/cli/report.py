@@ -126,7 +126,9 @@ def _inputs(args, model, demo):
                 raise CliError(f"--dnase-npy shape {dnase.shape} must be {seqs.shape[:2]}")
         if model.config.has_dnase and dnase is None:
             raise CliError("this two-branch model needs --dnase-npy with FASTA windows")
-        note = f"Windows of {fasta}."
+        note = (
+            "The bundled demo sequences." if demo is not None and not args.fasta else f"Windows of {fasta}."
+        )
     if not model.config.has_dnase:
         dnase = None
     return seqs.astype(np.float32), dnase, names, note
