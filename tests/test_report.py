@@ -95,3 +95,30 @@ def test_modisco_windows():
     few[[3, 7]] = 0.9
     chosen = modisco_windows(few)
     assert len(chosen) == 50 >= MIN_MODISCO_WINDOWS and {3, 7} <= set(chosen.tolist())
+
+
+def test_report_genome_windows_are_centred_on_regions(tmp_path):
+    """--fasta GENOME --regions BED: one window of the model's length centred on each region."""
+    import jaxmotif
+    from jaxmotif.cli.report import _genome_windows
+    from jaxmotif.demo import writable_genome
+    from jaxmotif.io.bed import read_bed
+    from jaxmotif.io.bigwig import read_bigwig
+    from jaxmotif.io.fasta import Genome
+    from jaxmotif.sequence import one_hot
+
+    model, paths = jaxmotif.demo_model(), jaxmotif.demo_paths()
+    genome = writable_genome(tmp_path)
+    seqs, dnase, names, _ = _genome_windows(model, str(genome), str(paths.regions), str(paths.dnase))
+    regions = read_bed(paths.regions)
+    assert seqs.shape == (len(regions), 1000, 4) and dnase.shape == (len(regions), 1000)
+    with Genome(genome) as g:
+        for i, r in enumerate(regions):
+            start = (r.start + r.end) // 2 - 500
+            assert names[i] == f"{r.chrom}:{start}-{start + 1000}"
+            lo, hi = max(start, 0), min(start + 1000, g.chrom_size(r.chrom))  # N past the ends
+            np.testing.assert_array_equal(seqs[i, lo - start : hi - start], one_hot(g.fetch(r.chrom, lo, hi)))
+            assert not seqs[i, hi - start :].any() and not seqs[i, : lo - start].any()
+            np.testing.assert_allclose(
+                dnase[i, lo - start : hi - start], read_bigwig(paths.dnase, r.chrom, lo, hi)
+            )
