@@ -182,6 +182,9 @@ def _check_inputs(one_hot, hypothetical) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(hypothetical).all():
         row = int(np.flatnonzero(~np.isfinite(hypothetical).reshape(len(hypothetical), -1).all(axis=1))[0])
         raise ValueError(f"hypothetical contributions of window {row} have NaN or inf")
+    if not np.any(hypothetical * one_hot):
+        # modisco-lite fails deep inside (a quantile of no windows) when nothing can pass.
+        raise ValueError("the contributions of the observed bases are all zero: no seqlet can be found")
     return one_hot, hypothetical
 
 

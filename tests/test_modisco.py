@@ -209,3 +209,19 @@ def test_demo_modisco_recovers_planted_motifs(tmp_path, demo_peaks, capsys):
     assert main(["--attributions", str(plain), "--out", str(tmp_path / "y")]) == 1
     assert "not hypothetical" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_run_modisco_rejects_bad_input():
+    from jaxmotif.motif_discovery import run_modisco
+
+    x = np.eye(4, dtype=np.float32)[np.zeros((2, 100), int)]
+    with pytest.raises(ValueError, match="all zero"):
+        run_modisco(x, np.zeros_like(x))
+    with pytest.raises(ValueError, match="shape"):
+        run_modisco(x, np.zeros((2, 99, 4)))
+    bad = np.ones_like(x)
+    bad[1, 5, 2] = np.nan
+    with pytest.raises(ValueError, match="window 1 have NaN"):
+        run_modisco(x, bad)
+    with pytest.raises(ValueError, match="too short"):
+        run_modisco(x[:, :50], np.ones_like(x[:, :50]))
