@@ -12,7 +12,7 @@ from benchmarks.common import (
     torch_precision,
     torch_sync_result,
 )
-from jaxmotif.attribution import saliency_kernel
+from jaxmotif.gradients import saliency_kernel
 from jaxmotif.precision import with_precision
 
 

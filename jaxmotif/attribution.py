@@ -1,88 +1,30 @@
-"""Gradient saliency (seed methods 2 and 4).
+"""``saliency``: every attribution method of jaxmotif behind one call (the dispatcher on top).
 
-- ``gradient``: dS_c/dX (Simonyan et al. 2013), shape (L, 4) per sequence and target.
-- ``grad_x_input``: dS_c/dX ⊙ X, the derivative at the bases actually present.
-- ``abs_grad_x_input``: |dS_c/dX ⊙ X|, Lanchantin et al. 2016's nucleotide importance. (The seed's
-  Saliency.py kept |dS/dX| although its text describes |dS/dX ⊙ X|; both are offered, named.)
-
-All targets come from one forward pass and one batched backward pass (``jax.vjp`` with the
-cotangents of every requested output vmapped), not a Python loop over outputs.
+The plain-gradient methods (seed methods 2 and 4) run :func:`jaxmotif.gradients.saliency_kernel`
+here; the others live in the module named after them -- :mod:`jaxmotif.projections` (deconvnet,
+guided backprop, inverse activation), :mod:`jaxmotif.integrated` (integrated gradients, SmoothGrad),
+:mod:`jaxmotif.deeplift` (DeepLIFT / DeepSHAP) -- all built on :mod:`jaxmotif.gradients`.
 """
 
-from collections.abc import Callable, Sequence
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxmotif import deeplift, integrated, projections
 from jaxmotif.batching import map_batches
+from jaxmotif.gradients import (  # noqa: F401 (re-exported: the kernel's historical home)
+    GRADIENT_METHODS,
+    by_target_groups,
+    gradient_chunks,
+    resolve_targets,
+    saliency_kernel,
+)
 from jaxmotif.precision import with_precision
 
-GRADIENT_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
 SALIENCY_METHODS = GRADIENT_METHODS  # the plain-gradient methods of saliency_kernel
-# Methods implemented in jaxmotif.projections / jaxmotif.integrated, dispatched by saliency().
+# Methods implemented in jaxmotif.projections / integrated / deeplift, dispatched by saliency().
 RULE_METHODS = ("deconvnet", "guided_backprop", "inverse_activation")
 AVERAGED_METHODS = ("integrated_gradients", "smoothgrad", "deep_lift_shap")  # draw random numbers
 ATTRIBUTION_METHODS = GRADIENT_METHODS + RULE_METHODS + AVERAGED_METHODS  # every method of saliency()
-
-
-def saliency_kernel(apply_fn: Callable, params, seq, dnase, targets: Sequence[int], method: str):
-    """Pure kernel: saliency of the outputs ``targets`` with respect to ``seq``.
-
-    Parameters
-    ----------
-    apply_fn: ``f(params, seq (N, L, 4), dnase (N, L) | None) -> (N, T)``.
-    seq: shape=(N, L, 4) one-hot (or any real-valued input).
-    dnase: shape=(N, L) or None; held fixed (no gradient is taken with respect to it).
-    targets: output indices, static.
-    method: one of GRADIENT_METHODS.
-
-    Returns shape=(N, len(targets), L, 4).
-    """
-    if method not in GRADIENT_METHODS:
-        raise ValueError(f"method={method!r} must be one of {GRADIENT_METHODS}")
-    out, vjp = jax.vjp(lambda x: apply_fn(params, x, dnase), seq)
-    # Samples are independent in eval mode, so the VJP of a one-hot cotangent column is the
-    # per-sample gradient of that output; vmapping the VJP shares the forward pass.
-    basis = jnp.eye(out.shape[-1], dtype=out.dtype)[jnp.asarray(targets)]  # (K, T)
-    cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))  # (K, N, T)
-    (grads,) = jax.vmap(vjp)(cotangents)  # (K, N, L, 4)
-    grads = jnp.moveaxis(grads, 0, 1).astype(jnp.float32)
-    if method == "gradient":
-        return grads
-    gx = grads * seq[:, None].astype(jnp.float32)
-    return jnp.abs(gx) if method == "abs_grad_x_input" else gx
-
-
-def resolve_targets(model, target) -> tuple[tuple[int, ...], bool]:
-    """(indices, squeeze): None -> every output; an int or name -> one (squeezed); a list -> those."""
-    return model.target_indices(target), isinstance(target, str | int | np.integer)
-
-
-def by_target_groups(targets: tuple[int, ...], per_call: int, run: Callable) -> np.ndarray:
-    """``run(group) -> (N, len(group), L, 4)`` over groups of at most ``per_call`` targets, joined on axis 1.
-
-    One group (one compiled call per chunk) unless the memory budget cannot hold every target at once.
-    """
-    from jaxmotif.memory import target_groups
-
-    parts = [run(group) for group in target_groups(tuple(targets), per_call)]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-def gradient_chunks(model, n: int, targets: int, max_memory: int | None, batch_size: int | None):
-    """(sequences per call, targets per call) of a gradient-type kernel under the memory budget."""
-    from jaxmotif.memory import activation_elements, gradient_plan, param_bytes, resolve_budget
-
-    return gradient_plan(
-        resolve_budget(max_memory),
-        rows=n,
-        targets=targets,
-        activations=activation_elements(model),
-        length=model.config.seq_len,
-        fixed_bytes=param_bytes(model),
-        max_rows=batch_size,
-    )
 
 
 def saliency(
@@ -154,8 +96,6 @@ def saliency(
 def _other_method(model, seq, dnase, target, method, logits, common, key, options):
     """saliency() for the methods of jaxmotif.projections and jaxmotif.integrated (imported here:
     they import this module)."""
-    from jaxmotif import deeplift, integrated, projections
-
     allowed = {
         "deconvnet": (),
         "guided_backprop": (),

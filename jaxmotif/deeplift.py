@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmotif.attribution import resolve_targets
 from jaxmotif.batching import map_batches
+from jaxmotif.gradients import resolve_targets
 from jaxmotif.integrated import dinucleotide_shuffle
 from jaxmotif.nonlinear import Ops, deepsea_threshold, maxpool, profile_scale
 from jaxmotif.precision import with_precision

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmotif.attribution import by_target_groups, resolve_targets, saliency_kernel
 from jaxmotif.batching import map_batches
+from jaxmotif.gradients import by_target_groups, resolve_targets, saliency_kernel
 from jaxmotif.memory import activation_elements, param_bytes, path_plan, resolve_budget
 from jaxmotif.precision import with_precision
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmotif.batching import map_batches
+from jaxmotif.gradients import by_target_groups, gradient_chunks, resolve_targets, saliency_kernel
 from jaxmotif.graph import LayerShape, needed_nodes
 from jaxmotif.nonlinear import Ops
 from jaxmotif.precision import with_precision
@@ -124,8 +125,6 @@ def rule_saliency(
     "gradient")`` but with ``method``'s ReLU rule. Call it through ``jaxmotif.saliency(...,
     method="deconvnet" | "guided_backprop")``.
     """
-    from jaxmotif.attribution import by_target_groups, gradient_chunks, resolve_targets, saliency_kernel
-
     relu_rule(method)
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
@@ -266,8 +265,6 @@ def project(
 
     Returns shape=(N, L, 4), the signal reaching each base and letter.
     """
-    from jaxmotif.attribution import gradient_chunks
-
     relu = relu_rule(method)
     if signal not in PROJECTION_SIGNALS:
         raise ValueError(f"signal={signal!r} must be one of {PROJECTION_SIGNALS}")
@@ -390,8 +387,6 @@ def inverse_activation(
 
     Returns shape=(N, L, 4).
     """
-    from jaxmotif.attribution import gradient_chunks
-
     seq, dnase = model.check_inputs(seq, dnase)
     t = model.target_index(target)
     kind = model.config.final_activation

@@ -14,7 +14,7 @@ from test_convert_readers import _bpnet, write_keras_bpnet
 import jaxmotif
 from convert.__main__ import main as convert_main
 from convert.classic import convert_classic, model_config
-from jaxmotif.attribution import saliency_kernel
+from jaxmotif.gradients import saliency_kernel
 from jaxmotif.models.model import Model
 
 bpnetlite = pytest.importorskip("bpnetlite")
