@@ -12,6 +12,7 @@ kernels ``(in, out)``. Channel orders are unchanged (``fconv`` reads ``[filters,
 
 import numpy as np
 
+from convert.readers import key_mismatches
 from jaxmotif.models.bpnet import FCONV_WIDTH, ICONV_WIDTH, RCONV_WIDTH, BPNetConfig, ChromBPNetConfig
 
 
@@ -38,20 +39,9 @@ def bpnet_keys(config: BPNetConfig, scope: str = "") -> dict[str, tuple]:
 
 def check_keys(sd: dict, expected: dict[str, tuple]) -> None:
     """Raises ValueError naming every missing, unexpected or mis-shaped key."""
-    missing = sorted(set(expected) - set(sd))
-    extra = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(sd) if tuple(np.shape(sd[k])) != expected[k])
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}")
-        if extra:
-            parts.append(f"unexpected {extra[:5]}")
-        if wrong:
-            parts.append(
-                "wrong shapes " + ", ".join(f"{k}: {np.shape(sd[k])} != {expected[k]}" for k in wrong[:5])
-            )
-        raise ValueError("state_dict does not match the BPNet config: " + "; ".join(parts))
+    problems = key_mismatches(sd, expected)
+    if problems:
+        raise ValueError("state_dict does not match the BPNet config: " + "; ".join(problems))
 
 
 def bpnet_params(sd: dict, config: BPNetConfig, scope: str = "") -> dict:

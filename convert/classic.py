@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from convert.readers import ConversionError
+from convert.readers import ConversionError, key_mismatches
 from jaxmotif.models.basset import BassetConfig
 from jaxmotif.models.beluga import BelugaConfig
 from jaxmotif.models.deepsea import DeepSEAConfig
@@ -218,19 +218,7 @@ def _bn_keys(prefix, channels):
 
 def check_keys(sd: dict, config: ClassicSizes) -> None:
     """Raises one ConversionError listing every missing, unexpected and mis-shaped key."""
-    want = expected_shapes(config)
-    missing = sorted(k for k in want if k not in sd and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in sd if k not in want)
-    wrong = sorted(k for k in want if k in sd and tuple(np.shape(sd[k])) != want[k])
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if wrong:
-        problems.append(
-            "wrong shapes: " + ", ".join(f"{k} {tuple(np.shape(sd[k]))} (expected {want[k]})" for k in wrong)
-        )
+    problems = key_mismatches(sd, expected_shapes(config))
     if problems:
         raise ConversionError(f"state_dict does not match {config.arch}: " + "; ".join(problems))
 

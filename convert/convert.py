@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from convert.classic import fold_alphabet
-from convert.readers import ConversionError, read_torch, strip_prefix
+from convert.readers import ConversionError, key_mismatches, read_torch, strip_prefix
 from jaxmotif.models.checkpoint import write_checkpoint
 from jaxmotif.models.deephistone import DENSE_LAYERS, DeepHistoneConfig, default_output_names
 
@@ -131,23 +131,10 @@ def expected_shapes(config: DeepHistoneConfig) -> dict[str, tuple]:
 
 def check_keys(sd: dict, config: DeepHistoneConfig) -> None:
     """Raises one ConversionError listing every missing, unexpected and mis-shaped key."""
-    want = expected_shapes(config)
-    # num_batches_tracked is bookkeeping that checkpoints from PyTorch < 0.4.1 lack; it is not needed.
-    missing = sorted(k for k in want if k not in sd and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in sd if k not in want)
-    wrong = sorted(k for k in want if k in sd and tuple(np.shape(sd[k])) != want[k])
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
-    if wrong:
-        problems.append(
-            "wrong shapes: " + ", ".join(f"{k} {tuple(np.shape(sd[k]))} (expected {want[k]})" for k in wrong)
-        )
+    problems = key_mismatches(sd, expected_shapes(config))
     if problems:
         raise ConversionError(
-            "state_dict does not match DeepHistone " + f"({config.variant}): " + "; ".join(problems)
+            f"state_dict does not match DeepHistone ({config.variant}): " + "; ".join(problems)
         )
 
 

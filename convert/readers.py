@@ -31,6 +31,26 @@ class ConversionError(ValueError):
     """A file or state_dict that cannot be converted; the message names the file, key or class at fault."""
 
 
+def key_mismatches(sd: dict, want: dict[str, tuple]) -> list[str]:
+    """What keeps ``sd`` from matching ``want`` (key -> shape): missing, unexpected, mis-shaped keys.
+
+    ``num_batches_tracked`` is BatchNorm bookkeeping that PyTorch < 0.4.1 checkpoints lack and the
+    conversion never reads, so its absence is not a problem. Empty when ``sd`` matches.
+    """
+    missing = sorted(k for k in want if k not in sd and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in sd if k not in want)
+    wrong = sorted(k for k in want if k in sd and tuple(np.shape(sd[k])) != tuple(want[k]))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if wrong:
+        shapes = ", ".join(f"{k} {tuple(np.shape(sd[k]))} (expected {tuple(want[k])})" for k in wrong)
+        problems.append(f"wrong shapes: {shapes}")
+    return problems
+
+
 @dataclass(frozen=True)
 class ModuleRecord:
     """One module of a pickled model: its class (``module.QualName``) and plain hyperparameters."""
