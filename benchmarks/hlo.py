@@ -103,7 +103,11 @@ def analyse(name: str, fn, args, *, units: float, unit: str, precision: str, dum
     materialised = [i for i in instructions if i[1] not in ("parameter", "bitcast", "constant")]
     largest = sorted(materialised, key=lambda x: -x[2])[:6]
     c = cost(compiled)
+    loops = text.count(" while(")
+    if loops:
+        print(f"{name}: {loops} while loop(s): cost analysis counts each body once", file=sys.stderr)
     return {
+        "while_loops": loops,
         "task": name,
         "precision": precision,
         "units": units,
@@ -151,8 +155,12 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
     if "ism_fast" in tasks:
         from jaxmotif.ism_fast import mutant_predictions_fast
 
+        # One position chunk for the whole window: XLA's cost analysis counts a while-loop body
+        # once, whatever its trip count, so the chunked program (32 positions per step on CPU,
+        # 256 on GPU) would report one step's work. Unrolled, the window's FLOPs are all counted;
+        # the bytes are the same intermediates written once each (weights read once, not per step).
         def ism(p, s, d):
-            return mutant_predictions_fast(model, p, s, d)
+            return mutant_predictions_fast(model, p, s, d, position_chunk=cfg.seq_len)
 
         window = (model.params, seq[0], None if dnase is None else dnase[0])
         rows.append(analyse("ism_fast", with_precision(ism, precision), window, units=1, unit="window",
