@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         epilog=__doc__.split("\n\n", 1)[1].split("example:", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tasks", default="forward,saliency,ism_fast", help=f"comma-separated subset of {TASKS}")
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {TASKS}")
     p.add_argument("--batch", type=int, default=256, help="sequences per compiled call (forward, saliency)")
     p.add_argument("--precision", default="bf16", help="comma-separated: fp32,tf32,bf16")
     p.add_argument("--device-floors", choices=sorted(DEVICES), default="h200", help="ceilings for the floors")
