@@ -3,6 +3,7 @@
 example:
   python -m benchmarks --quick                          # 2-core CPU, under 2 minutes
   python -m benchmarks --device gpu --precision fp32,tf32,bf16 --out results.json
+  python -m benchmarks --tasks bpnet,classic --quick     # BPNet 64x8, Basset, Beluga (fp32)
 """
 
 import argparse
@@ -10,7 +11,8 @@ import sys
 
 from benchmarks import common
 
-TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift")
+TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift", "bpnet", "classic")
+GRAPH_TASKS = ("bpnet", "classic")  # build their own models (bpnet-lite BPNet; Basset, Beluga)
 
 
 def main(argv=None) -> int:
@@ -42,11 +44,12 @@ def main(argv=None) -> int:
         return 1
     env = common.environment(device)
     print("environment:", env)
-    net, model = common.published_pair()
-    batch = args.batch or (4 if args.quick else (256 if device == "gpu" else 16))
-    repeats = 2 if args.quick else 5
-    seq, dnase = common.random_inputs(batch, model.config)
     results = []
+    if any(t not in GRAPH_TASKS for t in tasks):
+        net, model = common.published_pair()
+        batch = args.batch or (4 if args.quick else (256 if device == "gpu" else 16))
+        repeats = 2 if args.quick else 5
+        seq, dnase = common.random_inputs(batch, model.config)
     for precision in precisions:
         if "forward" in tasks:
             from benchmarks.core import bench_forward
@@ -83,6 +86,14 @@ def main(argv=None) -> int:
             from benchmarks.deeplift import bench_deeplift
 
             results += bench_deeplift(net, model, precision=precision, device=device, quick=args.quick)
+        if "bpnet" in tasks:
+            from benchmarks.bpnet import bench_bpnet
+
+            results += bench_bpnet(precision=precision, device=device, quick=args.quick, batch=args.batch)
+        if "classic" in tasks:
+            from benchmarks.classic import bench_classic
+
+            results += bench_classic(precision=precision, device=device, quick=args.quick)
     common.print_table(results)
     if args.out:
         common.write_json(args.out, env, results)

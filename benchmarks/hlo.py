@@ -103,7 +103,11 @@ def analyse(name: str, fn, args, *, units: float, unit: str, precision: str, dum
     materialised = [i for i in instructions if i[1] not in ("parameter", "bitcast", "constant")]
     largest = sorted(materialised, key=lambda x: -x[2])[:6]
     c = cost(compiled)
+    loops = text.count(" while(")
+    if loops:
+        print(f"{name}: {loops} while loop(s): cost analysis counts each body once", file=sys.stderr)
     return {
+        "while_loops": loops,
         "task": name,
         "precision": precision,
         "units": units,
@@ -128,7 +132,7 @@ def floors(row: dict, device: str) -> dict:
     }
 
 
-def _tasks(model, tasks, batch: int, precision: str, dump):
+def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int = 16):
     from jaxmotif.attribution import saliency_kernel
     from jaxmotif.precision import with_precision
 
@@ -151,25 +155,30 @@ def _tasks(model, tasks, batch: int, precision: str, dump):
     if "ism_fast" in tasks:
         from jaxmotif.ism_fast import mutant_predictions_fast
 
+        # One position chunk for the whole window: XLA's cost analysis counts a while-loop body
+        # once, whatever its trip count, so the chunked program (32 positions per step on CPU,
+        # 256 on GPU) would report one step's work. Unrolled, the window's FLOPs are all counted;
+        # the bytes are the same intermediates written once each (weights read once, not per step).
         def ism(p, s, d):
-            return mutant_predictions_fast(model, p, s, d)
+            return mutant_predictions_fast(model, p, s, d, position_chunk=cfg.seq_len)
 
         window = (model.params, seq[0], None if dnase is None else dnase[0])
         rows.append(analyse("ism_fast", with_precision(ism, precision), window, units=1, unit="window",
                             precision=precision, dump=dump))  # fmt: skip
     if "deeplift" in tasks:
-        try:
-            from jaxmotif.deeplift import deep_lift_shap_kernel
-        except ImportError:
-            print("deeplift: jaxmotif.deeplift.deep_lift_shap_kernel not available; skipped", file=sys.stderr)
-        else:
-            refs = seq[:, None].repeat(4, axis=1)[:, :, ::-1]  # 4 references per sequence
+        from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel
 
-            def dls(p, s, r, d):
-                return deep_lift_shap_kernel(model, p, s, r, d, (0,), precision=precision)
+        # as benchmarks.deeplift times it: 20 references per sequence, target 0, DeepLIFT rules
+        n_refs, n = 20, deeplift_batch
+        refs = np.stack([rng.permuted(seq[:n], axis=1) for _ in range(n_refs)], axis=1)  # (n, R, L, 4)
+        dl_apply = with_precision(lambda p, a, b: model.apply(p, a, b, ops=DEEPLIFT_OPS), precision)
 
-            rows.append(analyse("deeplift (4 refs)", dls, (model.params, seq, refs, dnase), units=batch,
-                                unit="seq", precision=precision, dump=dump))  # fmt: skip
+        def dls(p, s, d, r):
+            return deep_lift_shap_kernel(dl_apply, p, s, d, r, (0,), False)
+
+        args = (model.params, seq[:n], None if dnase is None else dnase[:n], refs)
+        rows.append(analyse(f"deeplift ({n_refs} refs)", dls, args, units=n, unit="seq",
+                            precision=precision, dump=dump))  # fmt: skip
     return rows
 
 
@@ -212,7 +221,7 @@ def main(argv=None) -> int:
         epilog=__doc__.split("\n\n", 1)[1].split("example:", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tasks", default="forward,saliency,ism_fast", help=f"comma-separated subset of {TASKS}")
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {TASKS}")
     p.add_argument("--batch", type=int, default=256, help="sequences per compiled call (forward, saliency)")
     p.add_argument("--precision", default="bf16", help="comma-separated: fp32,tf32,bf16")
     p.add_argument("--device-floors", choices=sorted(DEVICES), default="h200", help="ceilings for the floors")
@@ -220,6 +229,8 @@ def main(argv=None) -> int:
         "--measured", nargs="*", default=[], help="TASK:PRECISION=SECONDS per unit, e.g. forward:bf16=2.03e-5"
     )
     p.add_argument("--dump", type=Path, default=None, help="write each optimized HLO text here")
+    p.add_argument("--deeplift-batch", type=int, default=16, help="sequences per DeepSHAP call (x 20 refs)")
+    p.add_argument("--json", type=Path, default=None, help="write the rows (and floors) as JSON here")
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
@@ -236,8 +247,20 @@ def main(argv=None) -> int:
     print("backend:", jax.default_backend(), jax.devices()[0].device_kind)
     rows = []
     for precision in [x.strip() for x in args.precision.split(",") if x.strip()]:
-        rows += _tasks(model, tasks, args.batch, precision, args.dump)
+        rows += _tasks(model, tasks, args.batch, precision, args.dump, args.deeplift_batch)
+        print(f"compiled {precision}", file=sys.stderr, flush=True)
     print_rows(rows, args.device_floors, measured)
+    if args.json is not None:
+        import json
+
+        out = {
+            "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind,
+            "batch": args.batch,
+            "floors_device": args.device_floors,
+            "rows": [{**row, **floors(row, args.device_floors)} for row in rows],
+        }
+        args.json.write_text(json.dumps(out, indent=2, default=float))
     return 0
 
 

@@ -1,27 +1,33 @@
 """First-layer filters as motifs (the seed's method 7): thresholded conv1 PWMs.
 
-Each conv1 filter ``i`` (kernel ``W_i`` of shape (9, 4), bias ``b_i``) becomes a position weight
+Each conv1 filter ``i`` (kernel ``W_i`` of shape (K, 4), bias ``b_i``) becomes a position weight
 matrix built from the input windows where it fires. Two rules say where it fires:
 
 - ``mode="seed"`` (the seed's get_PWM.py, after TSPTFBS): a window is a site when the filter's
   pre-bias score ``activation - b_i`` is at least ``threshold_i = F * (sum_k max_b W_i[k, b] + b_i)``,
   ``F = threshold_factor`` (0.9 as in the seed; the seed notes 0.5-1.0, TSPTFBS ships 0.5).
-  ``sum_k max_b W_i[k, b]`` is the best score any 9-mer can reach. The seed's script actually takes
-  ``np.max`` along the other axis of its (4, 9) weight matrix (per base the max over positions,
+  ``sum_k max_b W_i[k, b]`` is the best score any K-mer can reach. The seed's script actually takes
+  ``np.max`` along the other axis of its (4, K) weight matrix (per base the max over positions,
   summed over the 4 bases), which is not the best attainable score; ``max_over="positions"``
   reproduces that, the default ``max_over="bases"`` is the rule as described.
 - ``mode="max-activation"`` (Basset, Kelley et al. 2016): a window is a site when the activation
   (bias included) exceeds half of that filter's maximum activation over the data set. That maximum
   is taken over the windows lying wholly inside the sequences, in a first pass.
 
-Which input window belongs to a site. conv1 is 'same'-padded (4 zero rows each side), so the
-activation at output position ``j`` is computed from input rows ``j - 4 .. j + 4``:
+Which input window belongs to a site: the input span the output position saw, from the first
+convolution's geometry in the model's graph (:func:`jaxmotif.graph.first_conv`). A ``K``-wide
+'same'-padded conv1 (odd ``K``, ``h = K // 2`` zero rows each side: DeepHistone's K = 9, BPNet's
+K = 21) computes output position ``j`` from input rows ``j - h .. j + h``; a 'valid' (unpadded) one
+(Basset's K = 19, DeepSEA's and Beluga's K = 8, any parity) computes output ``j`` (of ``L - K + 1``)
+from rows ``j .. j + K - 1``:
 
-- ``alignment="filter"`` (default, correct): the window is ``X[j - 4 : j + 5]``, exactly what the
-  filter saw; a site counts when ``4 <= j <= L - 5``.
-- ``alignment="seed"``: the seed's script slices ``X[j : j + 9]``, four positions to the right of
-  what the filter saw, so its PWMs are the true motif shifted by 4 (half of it is flank). Offered
-  for exact reproduction of the seed's PWMs; a site counts when ``j <= L - 9``.
+- ``alignment="filter"`` (default, correct): the window is exactly what the filter saw, ``X[j - h :
+  j + h + 1]`` ('same'; a site counts when ``h <= j <= L - 1 - h``) or ``X[j : j + K]`` ('valid';
+  every output position lies wholly inside).
+- ``alignment="seed"``: the seed's script slices ``X[j : j + K]`` for output ``j``. On DeepHistone's
+  'same' conv1 that is four positions to the right of what the filter saw, so its PWMs are the true
+  motif shifted by 4 (half of it is flank); offered for exact reproduction of the seed's PWMs (a
+  site counts when ``j <= L - K``). On a 'valid' conv1 it is the same window as ``"filter"``.
 
 Sites whose window is not wholly inside the sequence are not counted but tallied in
 ``edge_sites_excluded``. (The seed's script kept zero rows for sites within 8 bp of the right end and
@@ -30,7 +36,7 @@ averaged them in, and a filter without sites became a NaN matrix; here such filt
 position (N bases, all-zero one-hot rows, add nothing), as the seed's per-column normalization.
 
 Everything happens on the device in one jit-compiled pass per chunk of sequences: a site mask
-(B, L, F) is contracted with the nine shifted views of the one-hot input into counts (F, 9, 4); no
+(B, L', F) is contracted with the K shifted views of the one-hot input into counts (F, K, 4); no
 Python loop over filters or sites. Chunks are sharded over all local devices on the ``"batch"`` mesh
 axis and their partial counts summed.
 """
@@ -50,6 +56,7 @@ from jaxmotif.memory import ITEMSIZE, filter_sites_elements, resolve_budget
 THRESHOLD_MODES = ("seed", "max-activation")
 ALIGNMENTS = ("filter", "seed")
 MAX_OVER = ("bases", "positions")
+PADDINGS = ("same", "valid")
 _EXACT_FLOAT32 = 2**24
 
 
@@ -58,15 +65,17 @@ class Conv1PWMs(NamedTuple):
 
     Attributes
     ----------
-    pwms: shape=(F, K, 4) letter probabilities per window position, columns in ``alphabet`` order;
+    pwms: shape=(F, K, 4) letter probabilities per window position (the K input rows conv1 saw),
+        columns in ``alphabet`` order;
         finite exactly for the filters in ``filters_with_sites``, NaN rows for the others.
     counts: shape=(F, K, 4) int64, how often each base occurs at each window position over all sites.
     sites: shape=(F,) int64, sites counted (windows wholly inside the sequence).
     thresholds: shape=(F,) float32, the site threshold of each filter: on the pre-bias score
         (``mode="seed"``) or on the activation (``mode="max-activation"``, 0.5 x the maximum).
-    edge_sites_excluded: shape=(F,) int64, sites left out because their window crosses an end.
+    edge_sites_excluded: shape=(F,) int64, sites left out because their window crosses an end
+        (always 0 for a 'valid' conv1).
     filters_with_sites: shape=(F',) int64, indices (0-based) of the filters with ``sites > 0``.
-    alphabet: column order of ``pwms`` and ``counts`` (the model's alphabet).
+    alphabet: column order of ``pwms`` and ``counts`` (the model's alphabet: ACGT for converted models).
     """
 
     pwms: np.ndarray
@@ -98,24 +107,34 @@ def seed_thresholds(kernel, bias, threshold_factor: float, max_over: str = "base
     return threshold_factor * (best + bias)
 
 
-def conv1_scores(kernel, seq):
-    """Pre-bias conv1 scores, 'same' padding as the model: seq (B, L, 4) -> (B, L, F).
+def conv1_scores(kernel, seq, padding: str = "same"):
+    """Pre-bias conv1 scores with the model's padding: seq (B, L, 4) -> (B, L', F).
 
-    Position ``j`` holds ``sum_{k, b} W[k, b] * X[j - K // 2 + k, b]`` (zero outside the sequence).
+    ``padding="same"`` (odd K): L' = L, position ``j`` holds ``sum_{k, b} W[k, b] * X[j - K // 2 + k, b]``
+    (zero outside the sequence). ``"valid"``: L' = L - K + 1, position ``j`` holds
+    ``sum_{k, b} W[k, b] * X[j + k, b]``.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding={padding!r} must be one of {PADDINGS}")
     half = kernel.shape[0] // 2
+    pad = ((half, half),) if padding == "same" else ((0, 0),)
     with jax.default_matmul_precision("highest"):  # exact fp32: sites are decided by >= on these
         return jax.lax.conv_general_dilated(
             seq,
             kernel.astype(seq.dtype),
             window_strides=(1,),
-            padding=((half, half),),
+            padding=pad,
             dimension_numbers=("NWC", "WIO", "NWC"),
         )
 
 
-def _inside_positions(length: int, width: int, alignment: str) -> tuple[np.ndarray, int]:
-    """(mask (L,) of output positions whose window lies wholly inside, window start offset)."""
+def _inside_positions(length: int, width: int, alignment: str, padding: str) -> tuple[np.ndarray, int]:
+    """(mask (L',) of output positions whose window lies wholly inside, window start offset).
+
+    Output position ``j``'s window is input rows ``j + offset .. j + offset + width - 1``.
+    """
+    if padding == "valid":  # every output position saw K real rows; the seed's slice is that window
+        return np.ones(length - width + 1, bool), 0
     half = width // 2
     j = np.arange(length)
     if alignment == "filter":
@@ -123,18 +142,20 @@ def _inside_positions(length: int, width: int, alignment: str) -> tuple[np.ndarr
     return j <= length - width, 0
 
 
-def max_activation_kernel(kernel, bias, seq, valid):
+def max_activation_kernel(kernel, bias, seq, valid, padding: str = "same"):
     """Per-filter maximum activation over real rows and windows wholly inside, shape=(F,).
 
-    seq: shape=(B, L, 4); valid: shape=(B,) bool, False for padding rows.
+    seq: shape=(B, L, 4); valid: shape=(B,) bool, False for padding rows; padding: static, conv1's.
     """
-    act = conv1_scores(kernel, seq.astype(jnp.float32)) + bias.reshape(1, 1, -1)
-    inside, _ = _inside_positions(seq.shape[1], kernel.shape[0], "filter")
+    act = conv1_scores(kernel, seq.astype(jnp.float32), padding) + bias.reshape(1, 1, -1)
+    inside, _ = _inside_positions(seq.shape[1], kernel.shape[0], "filter", padding)
     keep = valid.reshape(-1, 1, 1) & jnp.asarray(inside).reshape(1, -1, 1)
     return jnp.max(jnp.where(keep, act, -jnp.inf), axis=(0, 1))
 
 
-def site_counts_kernel(kernel, bias, seq, valid, thresholds, *, mode: str, alignment: str):
+def site_counts_kernel(
+    kernel, bias, seq, valid, thresholds, *, mode: str, alignment: str, padding: str = "same"
+):
     """Base counts of all site windows in one chunk.
 
     Parameters
@@ -145,29 +166,33 @@ def site_counts_kernel(kernel, bias, seq, valid, thresholds, *, mode: str, align
     thresholds: shape=(F,), on the pre-bias score (``mode="seed"``, site when ``>=``) or on the
         activation (``mode="max-activation"``, site when ``>``).
     mode, alignment: static, see the module docstring.
+    padding: static, conv1's padding (``"same"`` | ``"valid"``).
 
     Returns (counts (F, K, 4) float32, sites (F,) int32, edge_sites (F,) int32).
     """
     width = kernel.shape[0]
     length = seq.shape[1]
     seq = seq.astype(jnp.float32)  # uint8 one-hot travels 4x lighter from the host
-    scores = conv1_scores(kernel, seq)  # (B, L, F)
+    scores = conv1_scores(kernel, seq, padding)  # (B, L', F)
     thr = thresholds.reshape(1, 1, -1).astype(scores.dtype)
     if mode == "seed":
         site = scores >= thr
     else:
         site = scores + bias.reshape(1, 1, -1).astype(scores.dtype) > thr
     site = site & valid.reshape(-1, 1, 1)
-    inside_np, offset = _inside_positions(length, width, alignment)
+    inside_np, offset = _inside_positions(length, width, alignment, padding)
+    out_len = inside_np.shape[0]
     inside = jnp.asarray(inside_np).reshape(1, -1, 1)
     counted = site & inside
     edge = jnp.sum(site & ~inside, axis=(0, 1), dtype=jnp.int32)
-    # Zero rows around the sequence so that every shifted view has length L; only windows wholly
+    # Zero rows around the sequence so that every shifted view has length L'; only windows wholly
     # inside are counted, so the padding itself never reaches the counts.
-    pad_left = -offset
-    pad_right = width - 1 + offset
+    pad_left = max(0, -offset)
+    pad_right = max(0, out_len + offset + width - 1 - length)
     padded = jnp.pad(seq, ((0, 0), (pad_left, pad_right), (0, 0)))
-    views = jnp.stack([padded[:, k : k + length] for k in range(width)], axis=2)  # (B, L, K, 4)
+    start = offset + pad_left
+    # (B, L', K, 4): view k holds row j + offset + k at output position j
+    views = jnp.stack([padded[:, start + k : start + k + out_len] for k in range(width)], axis=2)
     with jax.default_matmul_precision("highest"):
         counts = jnp.einsum("blf,blkc->fkc", counted.astype(seq.dtype), views)
     return counts, jnp.sum(counted, axis=(0, 1), dtype=jnp.int32), edge
@@ -181,21 +206,34 @@ def site_counts_kernel(kernel, bias, seq, valid, thresholds, *, mode: str, align
 def conv1_weights(model) -> tuple[np.ndarray, np.ndarray]:
     """The first convolution on the sequence: kernel, shape=(K, 4, F), and bias, shape=(F,), float32 NumPy.
 
-    Found from the model's graph: DeepHistone's ``seq_map.conv1`` (K = 9), BPNet's ``iconv`` (K = 21).
-    A convolution without bias gets zeros. Only dilation 1 is a plain position weight matrix.
+    Found from the model's graph: DeepHistone's ``seq_map.conv1`` (K = 9), BPNet's ``iconv`` (K = 21),
+    the classics' ``conv1`` (Basset K = 19, DeepSEA/Beluga K = 8). A convolution without bias gets
+    zeros. Only dilation 1 is a plain position weight matrix. Its padding: :func:`conv1_padding`.
     """
-    from jaxmotif.graph import first_conv, lookup
+    from jaxmotif.graph import lookup
+
+    path, _ = _first_conv(model)
+    conv = lookup(model.module(), path)
+    kernel = np.asarray(conv.kernel[...], np.float32)
+    bias = conv.bias_value()
+    bias = np.zeros(kernel.shape[-1], np.float32) if bias is None else np.asarray(bias, np.float32)
+    return kernel, bias
+
+
+def conv1_padding(model) -> str:
+    """The first convolution's padding from the model's graph: ``"same"`` or ``"valid"``."""
+    return _first_conv(model)[1].padding
+
+
+def _first_conv(model):
+    from jaxmotif.graph import first_conv
 
     path, spec = first_conv(model.graph, "seq")
     if spec.dilation != 1:
         raise ValueError(
             f"the first convolution {path!r} is dilated ({spec.dilation}); its filters are no PWMs"
         )
-    conv = lookup(model.module(), path)
-    kernel = np.asarray(conv.kernel[...], np.float32)
-    bias = conv.bias_value()
-    bias = np.zeros(kernel.shape[-1], np.float32) if bias is None else np.asarray(bias, np.float32)
-    return kernel, bias
+    return path, spec
 
 
 def _reduce_over_chunks(
@@ -237,8 +275,8 @@ def _reduce_over_chunks(
 
 # Module-level jitted pure kernels: jax caches their compilations by shapes and static arguments,
 # so repeated calls (any model of the same conv1 shape) do not recompile.
-_max_activation = jax.jit(max_activation_kernel)
-_site_counts = jax.jit(site_counts_kernel, static_argnames=("mode", "alignment"))
+_max_activation = jax.jit(max_activation_kernel, static_argnames=("padding",))
+_site_counts = jax.jit(site_counts_kernel, static_argnames=("mode", "alignment", "padding"))
 
 
 def _check_seqs(seqs, width: int) -> np.ndarray:
@@ -272,16 +310,18 @@ def conv1_pwms(
 
     Parameters
     ----------
-    model: a :class:`jaxmotif.Model` (its sequence branch's ``conv1`` is used), or a tuple
-        ``(kernel (K, 4, F), bias (F,))`` of conv1 weights with the alphabet ACGT.
-    seqs: shape=(N, L, 4) channels-last one-hot in the model's alphabet order; any L >= K (conv1
-        does not need the model's window length). Pass it as uint8 or bool to move a quarter of
-        the bytes from host to device (float32 otherwise); the results are the same.
+    model: a :class:`jaxmotif.Model` (the first convolution on its sequence input is used, with its
+        padding from the graph), or a tuple ``(kernel (K, 4, F), bias (F,))`` of weights of a
+        'same'-padded conv1 (odd K), or ``(kernel, bias, padding)``, with the alphabet ACGT.
+    seqs: shape=(N, L, 4) channels-last one-hot in the model's alphabet order (ACGT for every
+        converted model); any L >= K (conv1 does not need the model's window length). Pass it as
+        uint8 or bool to move a quarter of the bytes from host to device (float32 otherwise); the
+        results are the same.
     threshold_factor: F of the seed rule (``mode="seed"``); ignored by ``max-activation``, whose
         factor is Basset's 0.5.
     mode: ``"seed"`` | ``"max-activation"``, see the module docstring.
     alignment: ``"filter"`` (the window the filter saw, default) | ``"seed"`` (the seed script's
-        window, 4 positions to the right).
+        window ``X[j : j + K]``: K // 2 positions to the right on a 'same' conv1, the same on 'valid').
     max_over: how the seed rule's best score is taken, ``"bases"`` (default) | ``"positions"``
         (the seed script's axis).
     batch_size: at most this many sequences per compiled chunk.
@@ -301,13 +341,21 @@ def conv1_pwms(
     if not np.isfinite(threshold_factor):
         raise ValueError(f"threshold_factor={threshold_factor} must be finite")
     if isinstance(model, tuple):
-        kernel, bias = (np.asarray(a, np.float32) for a in model)
+        if len(model) not in (2, 3):
+            raise ValueError(f"conv1 weights tuple has {len(model)} items; must be (kernel, bias[, padding])")
+        kernel, bias = (np.asarray(a, np.float32) for a in model[:2])
+        padding = model[2] if len(model) == 3 else "same"
         alphabet = "ACGT"
     else:
         kernel, bias = conv1_weights(model)
+        padding = conv1_padding(model)
         alphabet = model.config.alphabet
+    if padding not in PADDINGS:
+        raise ValueError(f"conv1 padding={padding!r} must be one of {PADDINGS}")
     if kernel.ndim != 3 or kernel.shape[1] != 4 or bias.shape != (kernel.shape[2],):
         raise ValueError(f"conv1 kernel {kernel.shape} / bias {bias.shape} must be (K, 4, F) / (F,)")
+    if padding == "same" and kernel.shape[0] % 2 == 0:
+        raise ValueError(f"conv1 kernel width {kernel.shape[0]} is even: 'same' padding needs an odd width")
     seqs = _check_seqs(seqs, kernel.shape[0])
     # Per-chunk counts are float32 sums of 0/1 terms, exact while a chunk has < 2**24 positions.
     batch_size = max(1, min(batch_size, _EXACT_FLOAT32 // seqs.shape[1]))
@@ -321,12 +369,14 @@ def conv1_pwms(
     else:
         # Basset's rule needs each filter's maximum over the whole data set first: a pass of its own.
         maxima = _reduce_over_chunks(
-            lambda s, v: _max_activation(k_dev, b_dev, s, v), seqs, batch_size, np.maximum, progress
+            lambda s, v: _max_activation(k_dev, b_dev, s, v, padding), seqs, batch_size, np.maximum, progress
         )
         thresholds = (0.5 * maxima).astype(np.float32)
     thr_dev = jnp.asarray(thresholds)
     counts, sites, edge = _reduce_over_chunks(
-        lambda s, v: _site_counts(k_dev, b_dev, s, v, thr_dev, mode=mode, alignment=alignment),
+        lambda s, v: _site_counts(
+            k_dev, b_dev, s, v, thr_dev, mode=mode, alignment=alignment, padding=padding
+        ),
         seqs,
         batch_size,
         np.add,

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from test_convert_classic import SMALL, small_net, torch_input
+from test_convert_classic import SMALL, small_net, torch_input, torch_logits
 from test_convert_readers import _bpnet, write_keras_bpnet
 
 import jaxmotif
@@ -163,13 +163,107 @@ METHODS = {
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_kernels_run_on_a_converted_deepsea(rng, method):
     """DeepSEA: valid convolutions of even width, the Threshold activation, AGCT folded."""
-    if method == "conv1_pwms":
-        pytest.xfail("filters assume an odd 'same' first convolution (notes/graph_requests.md)")
     net, seq_len = small_net("deepsea", seed=0)
     model = classic_model("deepsea", net, seq_len)
     seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (2, seq_len))]
     out = np.asarray(METHODS[method](model, seq))
-    assert out.shape[0] == 2 and np.all(np.isfinite(out[~np.isnan(out)])) and np.any(out != 0)
+    # per sequence, or per conv1 filter (5 at this width) with 8-row windows for the PWMs
+    assert out.shape[:2] == ((5, 8) if method == "conv1_pwms" else (2, seq_len))
+    assert np.all(np.isfinite(out[~np.isnan(out)])) and np.any(out != 0)
+
+
+def first_torch_conv(net, arch):
+    return net.model[0][0] if arch == "beluga" else net[0]
+
+
+def naive_valid_pwm_counts(conv_out, bias, x, width, *, factor=None):
+    """Loop reference for a 'valid' conv1: output j saw rows j .. j + K - 1; conv_out (N, F, L - K + 1).
+
+    ``factor``: the seed rule on the pre-bias score with the best-K-mer threshold (needs ``weights``
+    folded in by the caller as ``thresholds``); None: Basset's rule, activation > 0.5 x its maximum.
+    """
+    n_filters = conv_out.shape[1]
+    counts = np.zeros((n_filters, width, 4))
+    sites = np.zeros(n_filters, np.int64)
+    for i in range(n_filters):
+        act = conv_out[:, i, :]
+        fired = act - bias[i] >= factor[i] if factor is not None else act > 0.5 * act.max()
+        for n, j in zip(*np.nonzero(fired), strict=True):
+            counts[i] += x[n, j : j + width]
+            sites[i] += 1
+    return counts, sites
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+@pytest.mark.parametrize("mode", ["seed", "max-activation"])
+def test_conv1_pwms_of_a_valid_first_conv_equal_a_loop_over_torch_conv1(rng, arch, mode):
+    """Basset (K = 19), DeepSEA and Beluga (K = 8, even): windows are the K rows each output saw."""
+    net, seq_len = small_net(arch, seed=5)
+    model = classic_model(arch, net, seq_len)
+    width = 19 if arch == "basset" else 8
+    seq = np.eye(4)[rng.integers(0, 4, (6, seq_len))]
+    seq[0, 10:14] = 0  # a few N rows: they add nothing to the counts
+    with torch.no_grad():
+        conv = first_torch_conv(net, arch).double()
+        conv_out = conv(torch_input(seq, arch, model.config.source_alphabet)).numpy()
+    conv_out = conv_out[:, :, :, 0] if arch == "basset" else conv_out[:, :, 0, :]  # (N, F, L - K + 1)
+    bias = conv.bias.detach().numpy()
+    result = jaxmotif.conv1_pwms(model, seq.astype(np.float32), mode=mode, threshold_factor=0.5)
+    assert result.pwms.shape[1] == width and result.alphabet == "ACGT"
+    if mode == "seed":
+        rows = ["ACGT".index(b) for b in model.config.source_alphabet]
+        weights = np.zeros_like(conv.weight.detach().numpy())
+        weights[:, rows] = conv.weight.detach().numpy()  # checkpoint row i is base alphabet[i]
+        best = weights.reshape(weights.shape[0], 4, width).max(axis=1).sum(axis=1)
+        thresholds = 0.5 * (best + bias)
+        np.testing.assert_allclose(result.thresholds, thresholds, rtol=1e-5, atol=1e-6)
+        counts, sites = naive_valid_pwm_counts(conv_out, bias, seq, width, factor=thresholds)
+    else:
+        counts, sites = naive_valid_pwm_counts(conv_out, bias, seq, width)
+    assert sites.sum() > 10
+    np.testing.assert_array_equal(result.sites, sites)
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_array_equal(result.edge_sites_excluded, 0)  # a valid conv1 never reads padding
+
+
+def test_conv1_pwms_of_bpnet_iconv_equal_the_seed_rule_over_torch_iconv(tmp_path, rng):
+    """BPNet's iconv (K = 21, 'same'): windows centred on the output position, edges excluded."""
+    from test_filters import check_against_seed, seed_rule
+
+    net = _bpnet(6, 2).eval()
+    torch.save(net, tmp_path / "bpnet.torch")
+    assert convert_main([str(tmp_path / "bpnet.torch"), str(tmp_path / "ckpt"), "--seq-len", str(L)]) == 0
+    model = jaxmotif.load_model(tmp_path / "ckpt")
+    x = np.eye(4)[rng.integers(0, 4, (4, 60))]  # conv1 PWMs take any L >= K
+    result = jaxmotif.conv1_pwms(model, x, threshold_factor=0.4)
+    with torch.no_grad():
+        conv_out = net.iconv.double()(torch.tensor(x.transpose(0, 2, 1))).numpy()
+    weights, bias = net.iconv.weight.detach().double().numpy(), net.iconv.bias.detach().double().numpy()
+    ref = seed_rule(weights, bias, conv_out, x, 0.4, alignment="filter", max_over="bases")
+    assert result.pwms.shape[1] == 21 and sum(ref["sites"]) > 5 and sum(ref["edge"]) > 0
+    check_against_seed(result, ref)
+
+
+def test_classic_models_default_to_the_exact_fast_ism():
+    from jaxmotif.ism import default_method
+
+    for arch in SMALL:
+        net, seq_len = small_net(arch)
+        assert default_method(classic_model(arch, net, seq_len)) == "fast"
+
+
+def test_class_optimization_on_a_converted_basset():
+    """Class optimization on a classic model (valid convs, BatchNorm, sigmoid head): the logit it
+    reports for the optimized inputs is PyTorch's, and it went up."""
+    net, seq_len = small_net("basset", seed=6)
+    model = classic_model("basset", net, seq_len)
+    # no L2 penalty: this small random net is nearly flat, the default l2 would outweigh its gradient
+    result = jaxmotif.class_inputs(model, targets=[1], restarts=2, steps=25, key=jax.random.key(0), l2=0.0)
+    assert result.inputs.shape == (1, 2, seq_len, 4)
+    assert np.all(result.scores > result.initial_scores)
+    x = torch_input(np.asarray(result.inputs[0], np.float64), "basset", model.config.source_alphabet)
+    want = torch_logits(net.double(), x)[:, 1]
+    assert_rel(result.scores[0], want, 1e-4)
 
 
 def test_bpnet_state_dict_with_trimming_flag(tmp_path, rng):

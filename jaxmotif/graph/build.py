@@ -319,10 +319,42 @@ def _run_body(block, body, x, ops, taps):
 def _run_contents(block, spec, x, ops, taps):
     """What a named Seq or DenseBlock computes, given its own parameter block."""
     if isinstance(spec, L.DenseBlock):
+        return _run_dense_block(block, spec, x, ops, taps)
+    return _run_body(block, spec.body, x, ops, taps)
+
+
+def _growth(layer) -> int | None:
+    """Channels a dense-block layer adds: its last convolution's ``out`` (None if it has none)."""
+    convs = [op for op in layer.body if isinstance(op, L.Conv)]
+    return convs[-1].out if convs else None
+
+
+def _run_dense_block(block, spec, x, ops, taps):
+    """``x <- concat([x, layer(x)])`` per layer, written into one preallocated buffer.
+
+    Concatenating per layer re-materialises the growing map each time (C, C + g, C + 2g, ...
+    channels written and read again); here the block's final ``(N, W, C + sum g)`` buffer is
+    allocated once and each layer's ``g`` new channels are written into their slot with
+    ``dynamic_update_slice`` (in place), each layer reading the prefix it needs. The values are
+    the concatenation's, bit for bit.
+    """
+    growths = [_growth(layer) for layer in spec.layers]
+    if any(g is None for g in growths):  # a layer without a convolution: plain concatenation
         for layer, sub in zip(spec.layers, block.layers, strict=True):
             x = jnp.concatenate([x, _run_body(sub, layer.body, x, ops, taps)], axis=-1)
         return x
-    return _run_body(block, spec.body, x, ops, taps)
+    width = x.shape[-1]
+    buf = jnp.zeros((*x.shape[:-1], width + sum(growths)), x.dtype)
+    buf = jax.lax.dynamic_update_slice_in_dim(buf, x, 0, axis=x.ndim - 1)
+    for layer, sub, growth in zip(spec.layers, block.layers, growths, strict=True):
+        y = _run_body(sub, layer.body, buf[..., :width], ops, taps)
+        if y.shape[-1] != growth or y.shape[:-1] != x.shape[:-1]:
+            raise ValueError(f"DenseBlock {spec.name!r}: a layer gave {y.shape}, expected {growth} channels")
+        if y.dtype != buf.dtype:  # as concatenate would: promote, never round
+            buf = buf.astype(jnp.promote_types(buf.dtype, y.dtype))
+        buf = jax.lax.dynamic_update_slice_in_dim(buf, y.astype(buf.dtype), width, axis=x.ndim - 1)
+        width += growth
+    return buf
 
 
 def _run_multi(op, xs, ops):
