@@ -224,3 +224,34 @@ def test_demo_without_out_reuses_its_own_folder(tmp_path, monkeypatch):
     (tmp_path / "demo_out" / "old.txt").write_text("earlier run")
     assert main(["--steps", "metrics"]) == 0  # replaced, not refused
     assert (tmp_path / "demo_out").is_dir() and not (tmp_path / "demo_out" / "old.txt").exists()
+
+
+# The commands with heavier runs (scans, conversion, TF-MoDISco, the report) take part in the case
+# that costs nothing to check for each: an existing output is refused before any work, in one line,
+# and left as it was. Their --overwrite runs are tested in their own files.
+REFUSING = ("mutmap", "convert", "modisco", "report")
+
+
+def _refusing_main(cli):
+    import importlib
+
+    module = {"convert": "convert.__main__"}.get(cli, f"jaxmotif.cli.{cli}")
+    return importlib.import_module(module).main
+
+
+@pytest.mark.parametrize("cli", REFUSING)
+def test_heavier_clis_refuse_an_existing_output_before_any_work(cli, tmp_path, capsys):
+    out = tmp_path / ("out.zarr" if cli == "mutmap" else "out")
+    out.mkdir()
+    (out / "stale.txt").write_text("stale")
+    argv = {
+        "mutmap": ["--out", str(out), "--regions", str(demo_paths().regions)],  # demo model and genome
+        "convert": [str(tmp_path / "model.pt"), str(out)],  # checked before the checkpoint is read
+        "modisco": ["--attributions", str(tmp_path / "missing.zarr"), "--out", str(out)],
+        "report": ["--out", str(out)],
+    }[cli]
+    assert _refusing_main(cli)(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and "--overwrite" in err[-1], err
+    assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]
+    assert (out / "stale.txt").read_text() == "stale"
