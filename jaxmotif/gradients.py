@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmotif.memory import activation_elements, gradient_plan, param_bytes, resolve_budget, target_groups
+from jaxmotif import memory
 
 GRADIENT_METHODS = ("gradient", "grad_x_input", "abs_grad_x_input")
 
@@ -62,18 +62,18 @@ def by_target_groups(targets: tuple[int, ...], per_call: int, run: Callable) -> 
 
     One group (one compiled call per chunk) unless the memory budget cannot hold every target at once.
     """
-    parts = [run(group) for group in target_groups(tuple(targets), per_call)]
+    parts = [run(group) for group in memory.target_groups(tuple(targets), per_call)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def gradient_chunks(model, n: int, targets: int, max_memory: int | None, batch_size: int | None):
     """(sequences per call, targets per call) of a gradient-type kernel under the memory budget."""
-    return gradient_plan(
-        resolve_budget(max_memory),
+    return memory.gradient_plan(
+        memory.resolve_budget(max_memory),
         rows=n,
         targets=targets,
-        activations=activation_elements(model),
+        activations=memory.activation_elements(model),
         length=model.config.seq_len,
-        fixed_bytes=param_bytes(model),
+        fixed_bytes=memory.param_bytes(model),
         max_rows=batch_size,
     )

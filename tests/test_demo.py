@@ -186,7 +186,7 @@ def test_demo_cli_runs_and_writes_what_it_says(tmp_path, capsys):
 
     from jaxmotif.cli.demo import STEPS, main
 
-    assert list(STEPS) == ["metrics", "saliency", "methods", "mutmap", "filters", "optimize"]
+    assert list(STEPS) == ["metrics", "saliency", "methods", "mutmap", "filters", "optimize", "report"]
     out = tmp_path / "demo"
     # The mutmap and optimize steps take a minute or more on a CPU; `make demo` runs every step.
     assert main(["--out", str(out), "--steps", "metrics", "saliency", "filters"]) == 0
