@@ -126,7 +126,8 @@ def pipelined(
             batch, prepared = item
             result = launch(prepared)
             for leaf in jax.tree_util.tree_leaves(result):
-                leaf.copy_to_host_async()
+                if hasattr(leaf, "copy_to_host_async"):
+                    leaf.copy_to_host_async()
             put(done, (batch, prepared, result))
     except BaseException:
         stop.set()
@@ -672,3 +673,220 @@ __all__ = [
     "scan_mutations",
     "scan_windows",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Attributions: one window per region -> rows of an attribution store
+# ---------------------------------------------------------------------------------------------
+
+ATTRIBUTE_METHODS = ("deep_lift_shap", "grad_x_input", "gradient", "integrated_gradients", "ism")
+# What the stored numbers are, per method (the store's ``values`` attribute).
+ATTRIBUTE_VALUES = {
+    "deep_lift_shap": "DeepSHAP hypothetical contributions (dinucleotide-shuffled references)",
+    "gradient": "gradient dS/dX, mean-centred over the 4 bases at each position (hypothetical)",
+    "grad_x_input": "gradient dS/dX, mean-centred over the 4 bases at each position (hypothetical; "
+    "times one_hot: gradient x input of the centred gradient)",
+    "integrated_gradients": "integrated gradients (zeros baseline), contributions of the bases present",
+    "ism": "ISM delta map p(s^)-p(s), mean-centred over the 4 bases at each position (hypothetical; "
+    "delta = stored - stored at the reference base)",
+}
+
+
+class AttributionSummary(NamedTuple):
+    rows: int  # windows attributed by this process
+    chunks: int  # store chunks written by this process
+    max_rows_held: int  # most window rows the writer held at once (constant in N)
+    seconds: float
+
+
+def _centred(x):
+    """(..., 4, K) or (..., 4): minus the mean over the base axis -2 / -1 (as TF-MoDISco users do)."""
+    return x - x.mean(axis=-2, keepdims=True)
+
+
+def attribution_launcher(model, method: str, targets, *, precision=None, logits=False, steps=None):
+    """``launch(params, idx (B, L) int8, dnase | None, refs (B, R, L) int8 | None) -> (B, L, 4, K)``."""
+    import jax.numpy as jnp
+
+    from jaxmotif.precision import with_precision
+
+    targets = tuple(int(t) for t in targets)
+    if method in ("gradient", "grad_x_input"):
+        from jaxmotif.attribution import saliency_kernel
+
+        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+
+        def kernel(p, seq, d):
+            grads = saliency_kernel(apply_fn, p, seq, d, targets, "gradient")  # (B, K, L, 4)
+            return jnp.moveaxis(grads - grads.mean(axis=-1, keepdims=True), 1, -1)
+
+        fn = indices_kernel(model, ("gradient", targets, precision, logits), kernel)
+        return lambda p, idx, d, refs: fn(p, idx, d)
+    if method == "deep_lift_shap":
+        from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel
+
+        if getattr(model.config, "final_activation", None) == "softmax" and not logits:
+            raise ScanError("DeepLIFT has no rule for a softmax output; pass --logits")
+        base = model.apply_logits if logits else model.apply
+        apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
+
+        def kernel(p, seq, d, refs):
+            contrib, _ = deep_lift_shap_kernel(apply_fn, p, seq, d, device_one_hot(refs), targets, True)
+            return jnp.moveaxis(contrib, 1, -1)
+
+        return indices_kernel(model, ("deep_lift_shap", targets, precision, logits), kernel)
+    if method == "ism":
+        from jaxmotif.ism import compiled_mutation_map
+
+        inner = compiled_mutation_map(
+            model, score="delta", targets=targets, precision=precision, method="fast"
+        )
+        fn = indices_kernel(model, ("ism", id(inner)), lambda p, s, d: _centred(inner(p, s, d)))
+        return lambda p, idx, d, refs: fn(p, idx, d)
+    if method == "integrated_gradients":
+        from jaxmotif.integrated import integrated_gradients
+
+        def run(p, idx, d, refs):  # the public function: host one-hot, its own chunking
+            seq = np.asarray(device_one_hot(idx))
+            dn = None if d is None else np.asarray(d)
+            out = integrated_gradients(model, seq, dn, list(targets), steps=steps or 64, precision=precision)
+            return jnp.asarray(np.moveaxis(out, 1, -1))
+
+        return run
+    raise ScanError(f"method {method!r} must be one of {ATTRIBUTE_METHODS}")
+
+
+def shuffled_reference_indices(idx: np.ndarray, rows: np.ndarray, n_shuffles: int, key) -> np.ndarray:
+    """Dinucleotide shuffles of windows as int8 indices, shape=(B, R, L), -1 for N.
+
+    Window ``rows[i]`` of the whole scan draws from ``fold_in(key, rows[i])``, exactly as
+    :func:`jaxmotif.dinucleotide_shuffle` draws sequence ``i`` of one call: the references, and
+    so the contributions, equal :func:`jaxmotif.deep_lift_shap` on all the windows at once.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmotif.integrated import _dinucleotide_shuffle_symbols
+
+    symbols = np.where(idx < 0, 4, idx).astype(np.int64)
+    seeds = np.asarray(
+        jax.vmap(lambda i: jax.random.bits(jax.random.fold_in(key, i), (4,), jnp.uint32))(jnp.asarray(rows))
+    )
+    out = np.empty((idx.shape[0], n_shuffles, idx.shape[1]), np.int8)
+    for i in range(idx.shape[0]):
+        rng = np.random.default_rng(seeds[i].tolist())
+        for j in range(n_shuffles):
+            s = _dinucleotide_shuffle_symbols(symbols[i], rng)
+            out[i, j] = np.where(s == 4, -1, s)
+    return out
+
+
+def scan_attributions(
+    model,
+    genome,
+    windows,
+    store,
+    *,
+    method: str,
+    targets,
+    dnase_reader=None,
+    dnase_transform: str = "none",
+    precision: str | None = None,
+    logits: bool = False,
+    batch_size: int = 8,
+    n_shuffles: int = 20,
+    seed: int = 0,
+    steps: int | None = None,
+    part: tuple[int, int] = (0, 1),
+    progress: Callable[[int], None] | None = None,
+    plan: Callable[[int, int], None] | None = None,
+    iupac: str = "n",
+    store_dtype: str = "float32",
+    prefetch: int = 2,
+) -> AttributionSummary:
+    """Attributions of ``windows`` (row ``i`` of ``store`` is ``windows[i]``) into ``store``
+    (:class:`jaxmotif.io.attribution_writer.AttributionStoreWriter`).
+
+    Process ``i`` of ``N`` owns store chunks ``i::N``; chunks already done are skipped. A chunk is
+    written whole once its rows are attributed, then marked done. ``plan(total, already)`` gets the
+    rows of this part and those already done; ``progress`` the rows of each written batch.
+    Host memory: ``prefetch`` + 3 batches and at most two chunks being assembled.
+    """
+    import jax
+
+    t0 = time.perf_counter()
+    part_index, part_count = part
+    done = store.done_mask()
+    owned = [k for k in range(store.n_chunks) if k % part_count == part_index]
+    todo = [k for k in owned if not done[k]]
+    total = sum(store.chunk_span(k)[1] - store.chunk_span(k)[0] for k in owned)
+    rows = [r for k in todo for r in range(*store.chunk_span(k))]
+    if plan is not None:
+        plan(total, total - len(rows))
+    if not rows:
+        return AttributionSummary(0, 0, 0, time.perf_counter() - t0)
+    sharding, n_dev = batch_sharding()
+    step = -(-batch_size // n_dev) * n_dev
+    launcher = attribution_launcher(model, method, targets, precision=precision, logits=logits, steps=steps)
+    key = jax.random.key(seed)
+    params = model.params
+    alphabet = model.config.alphabet
+    n_targets = len(targets)
+    buffers: dict[int, list] = {}  # chunk -> [one_hot, attributions, rows still missing]
+    held = {"now": 0, "max": 0}
+    written = 0
+
+    def prepare(batch):
+        rows_ = np.asarray(padded(batch, step))
+        inputs = read_windows(
+            [windows[r] for r in rows_],
+            genome,
+            alphabet,
+            dnase_reader,
+            dnase_transform,
+            iupac=iupac,
+            one_hot=False,
+        )
+        refs = None
+        if method == "deep_lift_shap":
+            refs = shuffled_reference_indices(inputs.ref, rows_, n_shuffles, key)
+        return inputs, refs
+
+    def launch(prepared):
+        inputs, refs = prepared
+        idx = jax.device_put(inputs.ref, sharding)
+        dnase = None if inputs.dnase is None else jax.device_put(inputs.dnase, sharding)
+        refs = None if refs is None else jax.device_put(refs, sharding)
+        return launcher(params, idx, dnase, refs)
+
+    def finish(batch, prepared, result):
+        nonlocal written
+        inputs, _ = prepared
+        one_hot = (inputs.ref[..., None] == np.arange(4)).astype(np.uint8)
+        for i, r in enumerate(batch):
+            k = r // store.chunk_rows
+            a, b = store.chunk_span(k)
+            if k not in buffers:
+                buffers[k] = [
+                    np.zeros((b - a, store.length, 4), np.uint8),
+                    np.zeros((b - a, store.length, 4, n_targets), np.float32),
+                    b - a,
+                ]
+                held["now"] += b - a
+                held["max"] = max(held["max"], held["now"])
+            buf = buffers[k]
+            buf[0][r - a] = one_hot[i]
+            buf[1][r - a] = result[i]
+            buf[2] -= 1
+            if buf[2] == 0:
+                store.write_chunk(k, buf[0], round_to_store(buf[1], store_dtype))
+                store.mark_done(k)
+                del buffers[k]
+                held["now"] -= b - a
+                written += 1
+        if progress is not None:
+            progress(len(batch))
+
+    batches = (rows[i : i + step] for i in range(0, len(rows), step))
+    pipelined(batches, prepare, launch, finish, prefetch=prefetch)
+    return AttributionSummary(len(rows), written, held["max"], time.perf_counter() - t0)
