@@ -10,7 +10,7 @@ import sys
 
 from benchmarks import common
 
-TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift")
+TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift", "scan")
 
 
 def main(argv=None) -> int:
@@ -83,6 +83,10 @@ def main(argv=None) -> int:
             from benchmarks.deeplift import bench_deeplift
 
             results += bench_deeplift(net, model, precision=precision, device=device, quick=args.quick)
+    if "scan" in tasks:  # the demo model, fp32: the scan pipeline against its kernel alone
+        from benchmarks.scan import bench_scan_results
+
+        results += bench_scan_results(quick=args.quick, device=device)
     common.print_table(results)
     if args.out:
         common.write_json(args.out, env, results)
