@@ -399,3 +399,31 @@ def test_errors_are_one_line(data, tmp_path, capsys):
         == 1
     )
     assert "hypothetical" in capsys.readouterr().err
+
+
+def test_saliency_cli_streams_into_an_attribution_store(data, tmp_path):
+    from jaxmotif.cli import saliency as saliency_cli
+    from jaxmotif.sequence import decode
+
+    fasta = tmp_path / "w.fa"
+    seq = data["seq"][[0, 3, 6, 7, 8]]  # five full windows, named as regions
+    names = [f"{c}:{a}-{b}" for c, a, b in (data["windows"][i] for i in (0, 3, 6, 7, 8))]
+    fasta.write_text("".join(f">{n}\n{decode(s)}\n" for n, s in zip(names, seq, strict=True)))
+    dn = tmp_path / "d.npy"
+    np.save(dn, data["dnase"][[0, 3, 6, 7, 8]])
+    ckpt = str(data["root"] / "ckpt")
+    common = ["--checkpoint", ckpt, "--fasta", str(fasta), "--dnase-npy", str(dn), "--method", "gradient"]
+    common += ["--batch-size", "2", "--quiet"]
+    assert saliency_cli.main([*common, "--out", str(tmp_path / "s.zarr")]) == 0
+    assert saliency_cli.main([*common, "--out", str(tmp_path / "s.npz")]) == 0
+    s = _zarr_arrays(tmp_path / "s.zarr")
+    npz = np.load(tmp_path / "s.npz")["saliency"]  # (N, T, L, 4)
+    np.testing.assert_array_equal(s["attributions"], np.moveaxis(npz, 1, -1))
+    np.testing.assert_array_equal(s["one_hot"], seq)
+    assert s["attrs"]["complete"] is True and s["attrs"]["method"] == "gradient"
+    # A name that is a region (of the window's length) gives its coordinates; others (here a
+    # negative start) are kept whole, spanning [0, L).
+    stored = [(str(c), int(a), int(b)) for c, a, b in zip(s["chrom"], s["start"], s["end"], strict=True)]
+    expected = [data["windows"][i] for i in (0, 3, 6, 7, 8)]
+    expected = [(f"{c}:{a}-{b}", 0, L) if a < 0 else (c, a, b) for c, a, b in expected]
+    assert stored == expected and stored[0] == (names[0], 0, L)
