@@ -427,3 +427,26 @@ def test_saliency_cli_streams_into_an_attribution_store(data, tmp_path):
     expected = [data["windows"][i] for i in (0, 3, 6, 7, 8)]
     expected = [(f"{c}:{a}-{b}", 0, L) if a < 0 else (c, a, b) for c, a, b in expected]
     assert stored == expected and stored[0] == (names[0], 0, L)
+
+
+def test_scan_mutations_call_and_bfloat16_store(data, tmp_path, capsys):
+    from jaxmotif.io.zarr_store import open_mutmap
+
+    common = {
+        "checkpoint": str(data["root"] / "ckpt"),
+        "fasta": str(data["root"] / "genome.fa"),
+        "dnase": str(data["root"] / "dnase.bw"),
+        "regions": str(data["root"] / "peaks.narrowPeak"),
+        "chunk_len": 128,
+        "quiet": True,
+    }
+    full = jaxmotif.scan_mutations(tmp_path / "f32.zarr", **common)
+    half = jaxmotif.scan_mutations(tmp_path / "bf16.zarr", store_dtype="bfloat16", **common)
+    assert capsys.readouterr().err.count("bytes per scanned base") == 2
+    a, b = open_mutmap(full), open_mutmap(half)
+    assert b.attrs["store_dtype"] == "bfloat16"
+    for chrom, size in CHROMS.items():
+        x, y = a.read(chrom, 0, size).scores, b.read(chrom, 0, size).scores
+        np.testing.assert_array_equal(y, x.astype(ml_dtypes.bfloat16).astype(np.float32))
+    with pytest.raises(ValueError, match="exists"):
+        jaxmotif.scan_mutations(tmp_path / "f32.zarr", **common)
