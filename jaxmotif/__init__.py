@@ -4,7 +4,8 @@ from jaxmotif.attribution import ATTRIBUTION_METHODS, SALIENCY_METHODS, saliency
 from jaxmotif.deeplift import deep_lift_shap
 from jaxmotif.integrated import dinucleotide_shuffle, integrated_gradients, smoothgrad
 from jaxmotif.ism import mutation_map
-from jaxmotif.ism_fast import flops_per_window, mutant_predictions_fast
+from jaxmotif.ism_fast import mutant_predictions_fast
+from jaxmotif.ism_graph import flops_per_window
 from jaxmotif.models import (
     DEEPHISTONE_OUTPUTS,
     BPNetConfig,

@@ -247,6 +247,34 @@ def make_references(seq, references="shuffle", *, n_shuffles: int = 20, key: jax
 # Model-level function
 # ---------------------------------------------------------------------------------------------
 
+DEFAULT_PAIRS = 64  # pairs per call where jaxmotif.memory is absent and batch_size is not given
+
+
+def _chunks(model, n: int, n_refs: int, n_targets: int, batch_size, max_memory) -> tuple[int, int]:
+    """(sequences per compiled call, targets per call) for ``n`` sequences of ``n_refs`` references.
+
+    A sequence is ``2 * n_refs`` model rows (its copies and its references) through one forward
+    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    try:
+        from jaxmotif import memory
+    except ImportError:  # a tree without the memory planner: batch_size pairs, every target at once
+        if max_memory is not None:
+            raise ValueError("max_memory needs jaxmotif.memory; pass batch_size instead") from None
+        return max(1, (batch_size or DEFAULT_PAIRS) // n_refs), n_targets
+    rows, group = memory.gradient_plan(
+        memory.resolve_budget(max_memory),
+        rows=n * 2 * n_refs,
+        targets=n_targets,
+        activations=memory.activation_elements(model),
+        length=model.config.seq_len,
+        fixed_bytes=memory.param_bytes(model),
+        max_rows=None if batch_size is None else 2 * batch_size,
+    )
+    return max(1, rows // (2 * n_refs)), group
+
 
 def deep_lift_shap(
     model,
@@ -258,9 +286,10 @@ def deep_lift_shap(
     n_shuffles: int = 20,
     hypothetical: bool = False,
     key: jax.Array | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     precision: str | None = None,
     return_deltas: bool = False,
+    max_memory: int | None = None,
     logits: bool = False,
     warning_threshold: float = DELTA_WARNING,
 ):
@@ -280,9 +309,13 @@ def deep_lift_shap(
         instead of the contributions of the bases present.
     key: a ``jax.random`` key for the shuffles; the same key gives the same references and
         contributions whatever ``batch_size``.
-    batch_size: (sequence, reference) pairs per compiled chunk, as tangermeme's: a chunk holds
-        ``max(1, batch_size // R)`` sequences with all their references, ``2 x`` as many model rows
-        as pairs, and the backward passes of every target (memory grows with pairs x targets).
+    batch_size: at most this many (sequence, reference) pairs per compiled chunk, as tangermeme's:
+        a chunk holds ``max(1, batch_size // R)`` sequences with all their references (twice as
+        many model rows as pairs) and the backward passes of its targets. None: as many as
+        ``max_memory`` allows.
+    max_memory: bytes one compiled call may hold (default: half the accelerator's free memory,
+        4 GB on a CPU); targets are split into groups only when one sequence with every target
+        does not fit. Needs :mod:`jaxmotif.memory`.
     precision: ``fp32`` (default) | ``tf32`` | ``bf16`` (the rules themselves run in float32).
     return_deltas: also return the convergence deltas shape=(N, R) (or (N, K, R) for several
         targets): ``|Σ (x - x') · m - (f(x) - f(x'))|`` per sequence and reference.
@@ -298,18 +331,23 @@ def deep_lift_shap(
     refs = make_references(seq, references, n_shuffles=n_shuffles, key=key)
     n_refs = refs.shape[1]
 
-    def make():
-        base = model.apply_logits if logits else model.apply
-        apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
-        return jax.jit(lambda p, s, d, r: deep_lift_shap_kernel(apply_fn, p, s, d, r, targets, hypothetical))
-
-    kernel = model.compiled_fn(("deep_lift_shap", targets, n_refs, hypothetical, logits, precision), make)
+    per_call, group = _chunks(model, seq.shape[0], n_refs, len(targets), batch_size, max_memory)
     params = model.params
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be positive")
-    contrib, deltas = map_batches(
-        lambda s, d, r: kernel(params, s, d, r), [seq, dnase, refs], batch_size=max(1, batch_size // n_refs)
-    )
+    parts = []
+    for start in range(0, len(targets), group):
+        some = targets[start : start + group]
+
+        def make(some=some):
+            base = model.apply_logits if logits else model.apply
+            apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
+            return jax.jit(lambda p, s, d, r: deep_lift_shap_kernel(apply_fn, p, s, d, r, some, hypothetical))
+
+        kernel = model.compiled_fn(("deep_lift_shap", some, n_refs, hypothetical, logits, precision), make)
+        parts.append(
+            map_batches(lambda s, d, r, k=kernel: k(params, s, d, r), [seq, dnase, refs], batch_size=per_call)
+        )
+    contrib = np.concatenate([c for c, _ in parts], axis=1)
+    deltas = np.concatenate([d for _, d in parts], axis=1)
     worst = deltas.max(axis=(1, 2))
     if worst.max() > warning_threshold:
         i = int(np.argmax(worst))

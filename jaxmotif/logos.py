@@ -232,3 +232,173 @@ def plot_motif_matches(
     with atomic_path(path) as tmp:
         # The temporary name has no .png suffix, so the format is given explicitly.
         fig.savefig(tmp, format="png", dpi=dpi)
+
+
+# Imported here, not at the top, so this addition stays one block at the end of the module.
+from typing import NamedTuple  # noqa: E402, I001
+
+
+_MAX_FIGURE_WIDTH = 16.0  # inches
+
+
+class AlignedMatch(NamedTuple):
+    """A query's TomTom match, placed for drawing (see :func:`aligned_match_figure`).
+
+    Attributes
+    ----------
+    motif : Motif
+        The matched database motif, as stored (forward strand).
+    offset : int
+        TomTom's (memelite's) ``offset`` column: query column ``i`` aligns with column ``i + offset``
+        of the match (of its reverse complement when ``orientation`` is ``"-"``).
+    orientation : str
+        ``"+"``, or ``"-"`` when the reverse complement of the match aligned.
+    p_value : float or None
+    """
+
+    motif: Motif
+    offset: int
+    orientation: str
+    p_value: float | None = None
+
+
+def aligned_match_matrices(query_pwm: np.ndarray, match: AlignedMatch) -> tuple[np.ndarray, np.ndarray, int]:
+    """The query and its (oriented) match padded onto one shared span of positions.
+
+    Parameters
+    ----------
+    query_pwm : array-like, shape=(wq, 4)
+    match : AlignedMatch
+
+    Returns
+    -------
+    (query, target, first) : padded (W, 4) arrays whose padding rows are all zero, and the index of
+    the query's first column in the shared span.
+    """
+    q = np.asarray(query_pwm, dtype=np.float64)
+    t = np.asarray(match.motif.pwm, dtype=np.float64)
+    if match.orientation not in ("+", "-"):
+        raise ValueError(f"orientation={match.orientation!r} must be '+' or '-'")
+    if match.orientation == "-":
+        t = t[::-1, ::-1]  # reverse complement of A, C, G, T columns: reverse positions and letters
+    shift = -int(match.offset)  # the match's first column, in query positions
+    lo = min(0, shift)
+    hi = max(q.shape[0], shift + t.shape[0])
+    qp = np.zeros((hi - lo, q.shape[1]))
+    tp = np.zeros((hi - lo, t.shape[1]))
+    qp[-lo : -lo + q.shape[0]] = q
+    tp[shift - lo : shift - lo + t.shape[0]] = t
+    return qp, tp, -lo
+
+
+def _information_heights(p: np.ndarray) -> np.ndarray:
+    """Letter heights ``p * IC`` (bits); all-zero rows (padding) stay zero."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ic = np.where(p > 0, p * np.log2(p * p.shape[1]), 0.0).sum(axis=1)
+    return p * ic[:, None]
+
+
+def aligned_match_figure(
+    queries: Sequence[Motif],
+    matches: Mapping[str, AlignedMatch | None],
+    *,
+    ncols: int = 2,
+    query_titles: Mapping[str, str] | None = None,
+    alphabet: str = "ACGT",
+) -> Figure:
+    """A figure of query logos, each above its best match drawn in register with it.
+
+    TomTom reports how the match lines up with the query (``offset``, ``orientation``); the match
+    is reverse-complemented when its reverse strand aligned and shifted by the offset, so the
+    columns TomTom compared sit above one another. Positions on the x axis are the query's.
+
+    Parameters
+    ----------
+    queries : sequence of Motif
+        ``pwm`` of shape ``(w, 4)`` each.
+    matches : mapping of str to AlignedMatch or None
+        Best match per query name; None or a missing name draws "no match".
+    ncols : int
+        Query–match pairs per row of the grid.
+    query_titles : mapping of str to str, optional
+        Title per query name (default: the motif's name and alt name).
+    alphabet : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure (Agg canvas; save it with ``fig.savefig``).
+    """
+    if not queries:
+        raise ValueError("no query motifs to plot")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols=}")
+    query_titles = query_titles or {}
+    ncols = min(ncols, len(queries))
+    nrows = math.ceil(len(queries) / ncols)
+    panels = []
+    for query in queries:
+        match = matches.get(query.name)
+        if match is None:
+            q = np.asarray(query.pwm, dtype=np.float64)
+            panels.append((q, None, 0))
+        else:
+            panels.append(aligned_match_matrices(query.pwm, match))
+    span = max(p[0].shape[0] for p in panels)
+    # Long patterns (TF-MoDISco's can span 40+ positions) would make a figure too wide to read
+    # when shrunk onto a page, so the width per panel is capped.
+    panel_width = min(max(_MIN_PANEL_WIDTH, _INCH_PER_POSITION * span), _MAX_FIGURE_WIDTH / ncols)
+    fig = Figure(figsize=(ncols * panel_width, nrows * 2 * _PANEL_HEIGHT * 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 * nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    letters = _letters(alphabet, 4)
+    for index, (query, (qp, tp, first)) in enumerate(zip(queries, panels, strict=True)):
+        row, col = divmod(index, ncols)
+        q_ax, m_ax = axes[2 * row, col], axes[2 * row + 1, col]
+        for ax, matrix in ((q_ax, qp), (m_ax, tp)):
+            if matrix is None:
+                continue
+            ax.set_axis_on()
+            _logo(ax, _information_heights(matrix), letters)
+            ax.set_ylim(0, math.log2(matrix.shape[1]))
+            ax.set_xlim(-0.5, span - 0.5)
+            ax.set_ylabel("bits", fontsize=7)
+            ax.tick_params(labelsize=6)
+            # Tick labels in query positions (1-based), so both logos read on one scale.
+            ax.set_xticks(range(0, matrix.shape[0], 5))
+            ax.set_xticklabels([str(i - first + 1) for i in range(0, matrix.shape[0], 5)])
+        q_ax.set_title(query_titles.get(query.name, _motif_title(query)), fontsize=8)
+        match = matches.get(query.name)
+        if match is None:
+            m_ax.text(0.5, 0.5, "no match", ha="center", va="center", transform=m_ax.transAxes, color="0.4")
+            continue
+        title = _motif_title(match.motif) + (" (rc)" if match.orientation == "-" else "")
+        if match.p_value is not None:
+            title += f"  p={match.p_value:.2g}"
+        m_ax.set_title(title, fontsize=8)
+    return fig
+
+
+def aligned_matches_from_rows(rows: Sequence[Mapping], database: Sequence[Motif]) -> dict[str, AlignedMatch]:
+    """Query name -> :class:`AlignedMatch` of its rank-1 row of :func:`jaxmotif.motifs.tomtom_matches`."""
+    by_id = {m.name: m for m in database}
+    return {
+        r["filter"]: AlignedMatch(by_id[r["target_id"]], int(r["offset"]), r["orientation"], r["p_value"])
+        for r in rows
+        if r["rank"] == 1 and r["target_id"] in by_id
+    }
+
+
+def plot_aligned_matches(
+    path: str | os.PathLike,
+    queries: Sequence[Motif],
+    matches: Mapping[str, AlignedMatch | None],
+    *,
+    ncols: int = 2,
+    dpi: int = 110,
+) -> None:
+    """Save :func:`aligned_match_figure` as a PNG (written to a temporary file, renamed into place)."""
+    fig = aligned_match_figure(queries, matches, ncols=ncols)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)

@@ -95,7 +95,9 @@ def activation_elements(model) -> int:
         import jax.numpy as jnp
 
         length = model.config.seq_len
-        dnase = jnp.zeros((1, length), jnp.float32) if model.config.has_dnase else None
+        # the side input as the model takes it: DNase (L,), BPNet control tracks (L, C), or none
+        side = getattr(model.config, "side_shape", None) or ((length,) if model.config.has_dnase else None)
+        dnase = None if side is None else jnp.zeros((1, *side), jnp.float32)
         closed = jax.make_jaxpr(lambda p, s, d: model.apply(p, s, d))(
             model.params, jnp.zeros((1, length, 4), jnp.float32), dnase
         )

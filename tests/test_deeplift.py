@@ -393,3 +393,17 @@ def test_integrated_gradients_return_their_completeness_gap(small_model):
     np.testing.assert_allclose(deltas, np.abs(attr.sum(axis=(2, 3)) - gap[:, [0, 3]]), rtol=1e-5, atol=1e-9)
     _, fine = jaxmotif.integrated_gradients(small_model, seq, dnase, 3, steps=32, **kw)
     assert fine.shape == (2,) and fine.max() < deltas[:, 1].max()
+
+
+def test_a_small_memory_budget_splits_chunks_and_targets_not_results(small_model):
+    memory = pytest.importorskip("jaxmotif.memory")
+    rng = np.random.default_rng(17)
+    seq, dnase = random_onehot(rng, 3, 64), rng.random((3, 64)).astype(np.float32)
+    kw = dict(target=[0, 2, 5], n_shuffles=2, key=jax.random.key(18), return_deltas=True)
+    whole, d_whole = deep_lift_shap(small_model, seq, dnase, max_memory=2**30, **kw)
+    # Room for one model row with one target (float32): one sequence and one target per call.
+    tiny = memory.param_bytes(small_model) + 4 * 2 * (memory.activation_elements(small_model) + 64 * 4)
+    assert deeplift._chunks(small_model, 3, 2, 3, None, tiny) == (1, 1)
+    split, d_split = deep_lift_shap(small_model, seq, dnase, max_memory=tiny, **kw)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(d_split, d_whole, rtol=1e-3, atol=1e-7)

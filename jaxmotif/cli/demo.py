@@ -31,7 +31,8 @@ example:
 steps: metrics (held-out AUROC), saliency (gradient x input logos), methods (every attribution
 method on one planted site), mutmap (Zarr store, bigWig summaries, DeepBind plot of a planted
 site), filters (conv1 PWMs, MEME, TomTom, logos), optimize (class optimization of H3K4me1 and
-H3K36me3, 4 restarts x 300 steps, TomTom, logos).
+H3K36me3, 4 restarts x 300 steps, TomTom, logos), report (report/report.html: filters, class
+optimization, TF-MoDISco patterns, mutation maps and attribution logos of those two outputs).
 
 An existing --out folder is refused unless --overwrite, which replaces it whole once the run is
 done (the steps write into a new folder beside it; nothing of an earlier run is left). Without
@@ -291,6 +292,18 @@ def step_optimize(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
     return [folder / name for name in ("optimized.npz", "optimized.meme", "tomtom.tsv", "logos.png")]
 
 
+def step_report(out_dir: Path, model, paths: DemoPaths) -> list[Path]:
+    """The one-page report (report.html) of what the demo model learned, for its single-motif outputs."""
+    from jaxmotif.cli.report import main as report_main
+
+    folder = out_dir / "report"
+    targets = list(DEMO_SINGLE_MOTIF_OUTPUTS)
+    restarts, steps = str(OPTIMIZE_RESTARTS), str(OPTIMIZE_STEPS)
+    args = ["--out", str(folder), "--targets", *targets, "--restarts", restarts, "--steps", steps]
+    _run_cli(report_main, args, "report")
+    return [folder / "report.html"]
+
+
 #: The demo's steps in order: name -> step function.
 STEPS: dict[str, Callable[[Path, object, DemoPaths], list[Path]]] = {
     "metrics": step_metrics,
@@ -299,6 +312,7 @@ STEPS: dict[str, Callable[[Path, object, DemoPaths], list[Path]]] = {
     "mutmap": step_mutmap,
     "filters": step_filters,
     "optimize": step_optimize,
+    "report": step_report,
 }
 
 
