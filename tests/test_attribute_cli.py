@@ -145,6 +145,19 @@ def test_store_layout_and_every_region_once(data):
     np.testing.assert_array_equal(s["one_hot"], data["seq"])
 
 
+def test_the_store_reads_back_through_attribution_store(data):
+    """The reader of `python -m jaxmotif.modisco` and the report opens what attribute writes."""
+    from jaxmotif.io.attribution_store import open_attribution_store
+
+    s = _zarr_arrays(data["ref"])
+    store = open_attribution_store(data["ref"])
+    assert store.shape == (N, L) and store.hypothetical and store.method == "deep_lift_shap"
+    got = store.read("m2")
+    np.testing.assert_array_equal(got.attributions, s["attributions"][..., 1])
+    np.testing.assert_array_equal(got.one_hot, data["seq"])
+    assert [tuple(r) for r in got.regions] == data["windows"]
+
+
 def test_each_row_written_exactly_once(data, tmp_path, monkeypatch):
     written = []
     original = AttributionStoreWriter.write_chunk

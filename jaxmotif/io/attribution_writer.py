@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "jaxmotif.attributions"  # as jaxmotif.io.attribution_store
-VERSION = 1
-DEFAULT_CHUNK_ROWS = 64
+from jaxmotif.io.attribution_store import DEFAULT_CHUNK_ROWS, FORMAT, VERSION
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "FORMAT", "VERSION", "AttributionStoreWriter", "AttributionWriterError"]
 
 
 class AttributionWriterError(ValueError):
