@@ -195,7 +195,7 @@ def bench_scan(*, counts=(8, 24), repeats: int = 2, shuffles: int = 20, tasks=("
                 "cpu_ratio": kernel_cpu / scan_cpu,
                 "times": {f"{a}@{n}": v for (a, n), v in times.items()},
                 "median_ratio": statistics.median(
-                    (tk2 - tk1) / (ts2 - ts1)
+                    (tk2[0] - tk1[0]) / (ts2[0] - ts1[0])
                     for tk1, tk2, ts1, ts2 in zip(
                         times["kernel", n1],
                         times["kernel", n2],
