@@ -493,8 +493,12 @@ def run_scan(args, *, stream=None) -> Path:
             args.overwrite,
             "--bigwig" if args.bigwig and str(path).startswith(args.bigwig) else "--modisco-npz",
         )
-    key = scan_key(model, windows, args, target_names)
     out = Path(args.out)
+    if out.exists() and not (args.resume or part[1] > 1 or args.overwrite):  # before any slow work
+        raise CliError(
+            f"{out} exists; pass --resume to continue it, --overwrite to replace it, or choose another --out"
+        )
+    key = scan_key(model, windows, args, target_names)
     if out.exists() and (args.resume or part[1] > 1):  # refuse a mismatch before the slow check
         from jaxmotif.io.attribution_writer import AttributionStoreWriter, AttributionWriterError
 
