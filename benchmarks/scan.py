@@ -1,12 +1,13 @@
 """The scan pipeline against its kernel alone: marginal cost per window, demo model.
 
-    python -m benchmarks.scan [--windows 8,40] [--repeats 2] [--json out.json]
+    python -m benchmarks.scan [--windows 8,24] [--repeats 2] [--json out.json]
     python -m benchmarks --tasks scan
 
 For ``mutmap`` (fast ISM, all outputs, delta) and ``attribute`` (DeepSHAP hypothetical, all
 outputs, 20 shuffled references): the same demo-genome windows are run (a) through the kernel alone
--- inputs prepared and placed on the device beforehand, every batch dispatched, one block at the
-end -- and (b) through the whole scan (:func:`jaxmotif.scan.scan_windows` /
+-- the very compiled function the scan runs (int8 bases in), inputs prepared and placed on the
+device beforehand, every batch dispatched, one block at the end -- and (b) through the whole scan
+(:func:`jaxmotif.scan.scan_windows` /
 :func:`jaxmotif.scan.scan_attributions`: FASTA and bigWig reads, encoding, shuffles, transfers,
 copy-back and compressed Zarr writes) into a fresh store. Each is timed at two window counts after a
 warm-up; the marginal cost per window is the difference over the extra windows, so compile time
