@@ -11,8 +11,8 @@ import sys
 
 from benchmarks import common
 
-TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift", "bpnet", "classic")
-GRAPH_TASKS = ("bpnet", "classic")  # build their own models (bpnet-lite BPNet; Basset, Beluga)
+TASKS = ("forward", "saliency", "mutmap", "classopt", "pwms", "deeplift", "bpnet", "classic", "scan")
+GRAPH_TASKS = ("bpnet", "classic", "scan")  # build their own models (bpnet-lite BPNet; Basset, Beluga; demo)
 
 
 def main(argv=None) -> int:
@@ -94,6 +94,10 @@ def main(argv=None) -> int:
             from benchmarks.classic import bench_classic
 
             results += bench_classic(precision=precision, device=device, quick=args.quick)
+    if "scan" in tasks:  # the demo model, fp32: the scan pipeline against its kernel alone
+        from benchmarks.scan import bench_scan_results
+
+        results += bench_scan_results(quick=args.quick, device=device)
     common.print_table(results)
     if args.out:
         common.write_json(args.out, env, results)

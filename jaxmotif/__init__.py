@@ -30,6 +30,7 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "SALIENCY_METHODS",
     "__version__",
+    "attribute_regions",
     "deep_lift_shap",
     "dinucleotide_shuffle",
     "flops_per_window",
@@ -42,6 +43,7 @@ __all__ = [
     "project",
     "saliency",
     "save_model",
+    "scan_mutations",
     "smoothgrad",
 ]
 
@@ -55,6 +57,8 @@ _LAZY_NAMES = {
     "Conv1PWMs": "filters",
     "class_inputs": "optimize",
     "ClassInputs": "optimize",
+    "scan_mutations": "scan",
+    "attribute_regions": "scan",
 }
 
 

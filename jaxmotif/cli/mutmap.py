@@ -20,13 +20,11 @@ extra work), and no two processes ever write the same file.
 import argparse
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +39,24 @@ from jaxmotif.cli.common import (
     new_output,
     resolve_cli_targets,
 )
+from jaxmotif.scan import (
+    IUPAC_NOTE,
+    STORE_DTYPES,
+    STORE_ROUNDING,
+    ScanError,
+    check_key,
+    file_identity,
+    params_digest,
+    pending_chunks,
+    process_part,
+    read_windows,
+    scan_windows,
+    stored_bytes,
+    swap_in,
+    sync,
+    windows_digest,
+)
+from jaxmotif.scan import check_sequences as _check_sequences
 
 EPILOG = """\
 examples:
@@ -69,7 +85,6 @@ array job); all write into the same --out store, each its own chunks.
 
 SUMMARIES = ("mean", "maxabs")
 DEMO_DIR = "jaxmotif_mutmap_demo"  # the no-argument demo's folder, under the working directory, reused
-IUPAC_NOTE = "read as N; --strict-bases refuses them"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,282 +186,46 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse IUPAC ambiguity codes (R, Y, ...) in the scanned sequence instead of reading them as N",
     )
+    add_store_dtype_arg(
+        p, "demo model's delta scores, measured: median |delta| 1e-5, 99th percentile 1e-2, largest 0.8"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def _part(args) -> tuple[int, int]:
-    import jax
-
-    if args.part is None:
-        return jax.process_index(), jax.process_count()
-    try:
-        i, n = (int(x) for x in args.part.split("/"))
-    except ValueError:
-        raise CliError(f"--part {args.part!r} must be I/N, e.g. 0/4") from None
-    if not 0 <= i < n:
-        raise CliError(f"--part {args.part!r}: need 0 <= I < N")
-    return i, n
-
-
-# ---------------------------------------------------------------------------------------------
-# The scan: windows -> store chunks
-# ---------------------------------------------------------------------------------------------
-
-
-class ScanSummary(NamedTuple):
-    windows: int  # windows scored by this process
-    chunks: int  # store chunks written by this process
-    bases: int  # bases assigned to the scored windows
-    seconds: float
-
-
-class WindowInputs(NamedTuple):
-    seq: np.ndarray  # (B, L, 4) float32 one-hot
-    ref: np.ndarray  # (B, L) int8 base index, -1 for N
-    dnase: np.ndarray | None  # (B, L) float32
-
-
-def read_windows(
-    windows, genome, alphabet: str, dnase_reader=None, dnase_transform: str = "none", *, iupac: str = "n"
-) -> WindowInputs:
-    """One-hot, reference indices and DNase of windows (N- and zero-padded past chromosome ends).
-
-    ``iupac``: ``"n"`` reads IUPAC ambiguity codes as N (after :func:`check_sequences` warned), or
-    ``"error"``.
-    """
-    from jaxmotif.sequence import encode_indices, one_hot_from_indices
-
-    ref = np.stack(
-        [
-            encode_indices(
-                genome.fetch(w.chrom, w.start, w.end),
-                alphabet,
-                name=f"{w.chrom}:{w.start}-{w.end}",
-                iupac=iupac,
-            )
-            for w in windows
-        ]
+def add_store_dtype_arg(p: argparse.ArgumentParser, spread: str) -> None:
+    """``--store-dtype``, its rounding stated beside the scores' own spread (shared with attribute)."""
+    p.add_argument(
+        "--store-dtype",
+        choices=STORE_DTYPES,
+        default="float32",
+        help=store_dtype_help(spread),
     )
-    dnase = None
-    if dnase_reader is not None:
-        dnase = np.stack([dnase_reader.read(w.chrom, w.start, w.end) for w in windows]).astype(np.float32)
-        if dnase_transform == "log1p":
-            dnase = np.log1p(np.maximum(dnase, 0.0)).astype(np.float32)
-    return WindowInputs(one_hot_from_indices(ref), ref, dnase)
 
 
-CHECK_BLOCK = 1 << 22  # bases fetched at once while checking the scanned sequence
-
-
-def merged_spans(intervals, chrom_sizes) -> list[tuple[str, int, int]]:
-    """``(chrom, start, end)`` intervals clipped to their chromosomes and merged where they overlap."""
-    by_chrom: dict[str, list[tuple[int, int]]] = {}
-    for chrom, start, end in intervals:
-        a, b = max(int(start), 0), min(int(end), chrom_sizes[chrom])
-        if a < b:
-            by_chrom.setdefault(chrom, []).append((a, b))
-    out = []
-    for chrom, spans in by_chrom.items():
-        spans.sort()
-        cur_a, cur_b = spans[0]
-        for a, b in spans[1:]:
-            if a <= cur_b:
-                cur_b = max(cur_b, b)
-            else:
-                out.append((chrom, cur_a, cur_b))
-                cur_a, cur_b = a, b
-        out.append((chrom, cur_a, cur_b))
-    return out
+def store_dtype_help(spread: str) -> str:
+    rounding = ", ".join(f"{k} {v:.0e}" for k, v in STORE_ROUNDING.items())
+    return (
+        f"precision of the stored scores (default: %(default)s). Relative rounding per value: {rounding}; "
+        f"{spread}. float16 stores 2 bytes per value but below 6.1e-5 its spacing is a fixed 6e-8 "
+        "(values of 1e-5 keep only about 2 digits); bfloat16 keeps float32's range with 8 significant "
+        "bits and is held in float32 arrays whose zero low bytes Zarr's byte-shuffle zstd removes"
+    )
 
 
 def check_sequences(genome, intervals, *, strict: bool, stream) -> int:
-    """Validates every base the run will read, in one pass before any device work.
-
-    An invalid character, or with ``strict`` an IUPAC ambiguity code, is a :class:`CliError`
-    naming its genome position (1-based). Otherwise IUPAC codes are counted and reported in one
-    warning line on ``stream`` (they are read as N; None: no line). Returns their number.
-    """
-    from jaxmotif.sequence import IUPAC_AMBIGUITY, SequenceError, check_bases, count_iupac
-
-    total, first = 0, None
-    for chrom, start, end in merged_spans(intervals, genome.chrom_sizes):
-        for a in range(start, end, CHECK_BLOCK):
-            b = min(a + CHECK_BLOCK, end)
-            bases = genome.fetch(chrom, a, b)
-            try:
-                check_bases(bases, iupac="error" if strict else "n")
-            except SequenceError as err:
-                where = f"{chrom}:{a + err.position + 1}"
-                if err.char.upper() in IUPAC_AMBIGUITY:
-                    raise CliError(
-                        f"{where}: IUPAC ambiguity code {err.char!r} in {genome.path} "
-                        "(--strict-bases refuses IUPAC codes)"
-                    ) from None
-                raise CliError(f"{where}: invalid base {err.char!r} in {genome.path}") from None
-            count, at = count_iupac(bases)
-            if count and first is None:
-                first = f"{chrom}:{a + at + 1} {bases[at]!r}"
-            total += count
-    if total and stream is not None:
-        print(
-            f"warning: {total:,} IUPAC ambiguity code{'s' if total > 1 else ''} in the scanned sequence "
-            f"(first at {first}) {IUPAC_NOTE}",
-            file=stream,
-        )
-    return total
+    """:func:`jaxmotif.scan.check_sequences`, its refusal as a :class:`CliError`."""
+    try:
+        return _check_sequences(genome, intervals, strict=strict, stream=stream)
+    except ScanError as e:
+        raise CliError(str(e)) from None
 
 
-def scan_plan(store, windows, part: tuple[int, int]):
-    """(windows to score with the chunks they complete, bases of this part's windows, bases already done).
-
-    Chunks are numbered globally (across chromosomes in store order) so parts are balanced;
-    process ``i`` of ``N`` owns chunks ``i::N``. A window is scored if it touches an owned chunk
-    not yet marked done.
-    """
-    part_index, part_count = part
-    chunk_len = store.chunk_len
-    chroms = set(w.chrom for w in windows)
-    owned: dict[str, set[int]] = {}
-    todo: dict[str, set[int]] = {}
-    base = 0
-    for chrom in store.chroms_in_order():
-        n = store.n_chunks(chrom)
-        if chrom in chroms:
-            done = store.done_mask(chrom)
-            owned[chrom] = {c for c in range(n) if (base + c) % part_count == part_index}
-            todo[chrom] = {c for c in owned[chrom] if not done[c]}
-        base += n
-    needed, total, already = [], 0, 0
-    for w in windows:
-        chunks = range(w.assign_start // chunk_len, (w.assign_end - 1) // chunk_len + 1)
-        if not any(c in owned[w.chrom] for c in chunks):
-            continue
-        bases = w.assign_end - w.assign_start
-        total += bases
-        touched = [c for c in chunks if c in todo[w.chrom]]
-        if touched:
-            needed.append((w, touched))
-        else:
-            already += bases
-    return needed, total, already
-
-
-def scan_windows(
-    model,
-    genome,
-    windows,
-    store,
-    *,
-    dnase_reader=None,
-    dnase_transform: str = "none",
-    score: str = "delta",
-    targets=None,
-    precision: str | None = None,
-    method: str = "fast",
-    batch_size: int | None = None,
-    mutant_chunk: int | None = None,
-    part: tuple[int, int] = (0, 1),
-    progress: Callable[[int], None] | None = None,
-    plan: Callable[[int, int], None] | None = None,
-    iupac: str = "n",
-) -> ScanSummary:
-    """Scores ``windows`` (from :func:`jaxmotif.tiling.tile_regions`) into ``store``.
-
-    Skips chunks already marked done and chunks owned by other parts; writes each remaining chunk
-    whole once all its windows are scored, then marks it done. ``plan(total, already)`` is called
-    first with the bases of this part's windows and those already done (a resumed run's progress
-    starts there); ``progress`` then gets the bases of each finished batch.
-    """
-    import jax
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from jaxmotif.batching import BATCH_AXIS, batch_mesh
-    from jaxmotif.ism import compiled_mutation_map
-
-    t0 = time.perf_counter()
-    needed, total, already = scan_plan(store, windows, part)
-    if plan is not None:
-        plan(total, already)
-    if not needed:
-        return ScanSummary(0, 0, 0, time.perf_counter() - t0)
-    pending: dict[tuple[str, int], int] = {}
-    for w, touched in needed:
-        for c in touched:
-            pending[w.chrom, c] = pending.get((w.chrom, c), 0) + 1
-
-    mesh = batch_mesh()
-    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    step = -(-(batch_size or mesh.size) // mesh.size) * mesh.size
-    kernel = compiled_mutation_map(
-        model, score=score, targets=targets, precision=precision, method=method, mutant_chunk=mutant_chunk
-    )
-    params = model.params
-    n_out = len(store.output_names)
-    buffers: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    chunks_written = 0
-
-    def dispatch(batch):
-        ws = [w for w, _ in batch]
-        ws = ws + [ws[-1]] * (step - len(ws))  # static shapes: pad by repeating, results dropped
-        inputs = read_windows(ws, genome, model.config.alphabet, dnase_reader, dnase_transform, iupac=iupac)
-        seq = jax.device_put(inputs.seq, sharding)
-        dnase = None if inputs.dnase is None else jax.device_put(inputs.dnase, sharding)
-        return kernel(params, seq, dnase), inputs.ref
-
-    def finish(batch, result, ref):
-        nonlocal chunks_written
-        scores = np.asarray(result)
-        ready = []
-        for (w, touched), s, r in zip(batch, scores, ref, strict=False):
-            for c in touched:
-                c0, c1 = store.chunk_span(w.chrom, c)
-                a, b = max(w.assign_start, c0), min(w.assign_end, c1)
-                key = (w.chrom, c)
-                if key not in buffers:
-                    buffers[key] = (
-                        np.full((c1 - c0, 4, n_out), np.nan, np.float32),
-                        np.full(c1 - c0, -2, np.int8),
-                    )
-                buf_scores, buf_ref = buffers[key]
-                buf_scores[a - c0 : b - c0] = s[a - w.start : b - w.start]
-                buf_ref[a - c0 : b - c0] = r[a - w.start : b - w.start]
-                pending[key] -= 1
-                if pending[key] == 0:
-                    ready.append(key)
-        for key in ready:
-            store.write_chunk(key[0], key[1], *buffers.pop(key))
-        for key in ready:  # only after every write of the batch returned
-            store.mark_done(key[0], [key[1]])
-        chunks_written += len(ready)
-        if progress is not None:
-            progress(sum(w.assign_end - w.assign_start for w, _ in batch))
-
-    in_flight = None
-    for i in range(0, len(needed), step):
-        batch = needed[i : i + step]
-        result, ref = dispatch(batch)  # asynchronous: the device works while the last batch is written
-        if in_flight is not None:
-            finish(*in_flight)
-        in_flight = (batch, result, ref)
-    finish(*in_flight)
-    bases = sum(w.assign_end - w.assign_start for w, _ in needed)
-    return ScanSummary(len(needed), chunks_written, bases, time.perf_counter() - t0)
-
-
-def pending_chunks(store, windows) -> int:
-    """Store chunks touched by ``windows`` and not yet marked done (by any part)."""
-    chunk_len = store.chunk_len
-    touched: dict[str, set[int]] = {}
-    for w in windows:
-        touched.setdefault(w.chrom, set()).update(
-            range(w.assign_start // chunk_len, (w.assign_end - 1) // chunk_len + 1)
-        )
-    missing = 0
-    for chrom, chunks in touched.items():
-        done = store.done_mask(chrom)
-        missing += sum(1 for c in chunks if not done[c])
-    return missing
+def _part(args) -> tuple[int, int]:
+    try:
+        return process_part(args.part)
+    except ScanError as e:
+        raise CliError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -719,6 +498,11 @@ def _open_inputs(args, stream=None) -> Inputs:
             if not args.dnase:
                 args.dnase = str(demo_paths().dnase)
         print(f"note: no --checkpoint: using the bundled demo model ({args.checkpoint})", file=stream)
+    if getattr(model.config, "n_control_tracks", 0):
+        raise CliError(
+            f"the model in {args.checkpoint} takes {model.config.n_control_tracks} control tracks, "
+            "which mutmap does not read (use the Python API with control arrays)"
+        )
     if not Path(args.fasta).is_file():
         raise CliError(f"genome FASTA not found: {args.fasta}")
     if model.config.has_dnase and not args.dnase:
@@ -750,26 +534,6 @@ def _check_dnase_chroms(dnase_reader, chroms) -> None:
             raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {dnase_reader.path}")
 
 
-def params_digest(params) -> str:
-    """SHA-256 of every parameter leaf (path, dtype, shape, bytes): the identity of the weights."""
-    import jax
-
-    h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        arr = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype}|{arr.shape}|".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def file_identity(path) -> dict | None:
-    """Absolute path, size and modification time of an input file (None for no file)."""
-    if not path:
-        return None
-    st = os.stat(path)
-    return {"path": str(Path(path).absolute()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 # What each scan-key entry means, for the one-line refusal.
 KEY_MEANING = {
     "config": "the model's config",
@@ -785,12 +549,13 @@ KEY_MEANING = {
     "fasta": "the FASTA file (path, size or modification time)",
     "dnase": "the DNase bigWig (path, size or modification time)",
     "strict_bases": "--strict-bases",
+    "store_dtype": "--store-dtype",
 }
 
 
 def _scan_key(model, windows, args, output_names) -> dict:
     """What defines the store's content; a resume or another part must match it exactly."""
-    digest = hashlib.sha256(json.dumps([list(w) for w in windows]).encode()).hexdigest()
+    digest = windows_digest(windows)
     return {
         "config": json.loads(model.config.to_json()),
         "params_sha256": params_digest(model.params),
@@ -805,16 +570,15 @@ def _scan_key(model, windows, args, output_names) -> dict:
         "fasta": file_identity(args.fasta),
         "dnase": file_identity(args.dnase),
         "strict_bases": bool(args.strict_bases),
+        **({} if args.store_dtype == "float32" else {"store_dtype": args.store_dtype}),
     }
 
 
 def _check_key(out: Path, old: dict, key: dict) -> None:
-    for k, v in key.items():
-        if old.get(k) != v:
-            raise CliError(
-                f"{out} was written by a different scan ({k} differs: {KEY_MEANING.get(k, k)} changed); "
-                "nothing written: use the same inputs and options, or choose another --out"
-            )
+    try:
+        check_key(out, old, key, KEY_MEANING)
+    except ScanError as e:
+        raise CliError(str(e)) from None
 
 
 def _open_store(args, model, genome, windows, output_names, part, key):
@@ -833,6 +597,7 @@ def _open_store(args, model, genome, windows, output_names, part, key):
         "chroms": chroms,
         "args": {k: v for k, v in vars(args).items() if v is not None},
     }
+    store_options = {"chunk_len": args.chunk_len, "store_dtype": args.store_dtype}
     shared = args.resume or part[1] > 1
     if out.exists() and not shared:
         if not args.overwrite:
@@ -842,11 +607,11 @@ def _open_store(args, model, genome, windows, output_names, part, key):
             )
         tmp = out.with_name(f".{out.name}.new-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        return MutmapStore.create(tmp, sizes, output_names, attrs, chunk_len=args.chunk_len), out
+        return MutmapStore.create(tmp, sizes, output_names, attrs, **store_options), out
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MutmapStore.create(out, sizes, output_names, attrs, chunk_len=args.chunk_len), None
+            return MutmapStore.create(out, sizes, output_names, attrs, **store_options), None
         except (OSError, StoreError):
             if not out.exists():  # another part created it between our check and rename
                 raise
@@ -856,23 +621,6 @@ def _open_store(args, model, genome, windows, output_names, part, key):
         raise CliError(str(e)) from None
     _check_key(out, store.attrs.get("scan", {}), key)
     return store, None
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replaces ``out`` by the complete store ``tmp`` (the old store is removed only afterwards)."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _sync(name: str) -> None:
-    import jax
-
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def run_scan(args, *, stream=None) -> Path:
@@ -921,7 +669,7 @@ def run_scan(args, *, stream=None) -> Path:
 
     if args.part is None and part[1] > 1:  # jax.distributed: process 0 creates the store first
         opened = _open_store(args, model, genome, windows, output_names, part, key) if part[0] == 0 else None
-        _sync("jaxmotif.mutmap.created")
+        sync("jaxmotif.mutmap.created")
         if opened is None:
             opened = _open_store(args, model, genome, windows, output_names, part, key)
     else:
@@ -951,6 +699,7 @@ def run_scan(args, *, stream=None) -> Path:
             progress=lambda n: bar.update(n),
             plan=plan,
             iupac="error" if args.strict_bases else "n",
+            store_dtype=args.store_dtype,
         )
     except BaseException:
         if swap_to is not None:  # --overwrite: the old store stays as it was
@@ -960,10 +709,16 @@ def run_scan(args, *, stream=None) -> Path:
         if bar is not None:
             bar.close()
     if args.part is None:
-        _sync("jaxmotif.mutmap.scanned")
+        sync("jaxmotif.mutmap.scanned")
     print(
         f"scored {summary.windows} windows ({summary.bases:,} bp) into {summary.chunks} chunks of {args.out} "
         f"in {summary.seconds:.1f} s",
+        file=stream,
+    )
+    scanned = sum(w.assign_end - w.assign_start for w in windows)
+    print(
+        f"store: {stored_bytes(store.path) / max(scanned, 1):.1f} bytes per scanned base "
+        f"({len(output_names)} outputs x 4 bases, {args.store_dtype}, Zarr-compressed)",
         file=stream,
     )
     if args.bigwig and (args.part is not None or part[0] == 0):
@@ -980,7 +735,7 @@ def run_scan(args, *, stream=None) -> Path:
             paths = write_summary_bigwigs(store, args.bigwig, args.score, genome.chrom_sizes)
             print(f"wrote {len(paths)} bigWig summaries: {paths[0]} ...", file=stream)
     if swap_to is not None:
-        _swap_in(store.path, swap_to)
+        swap_in(store.path, swap_to)
     return Path(args.out)
 
 

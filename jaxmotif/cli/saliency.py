@@ -1,7 +1,9 @@
 """``python -m jaxmotif.saliency``: attribution maps of FASTA sequences by any saliency method.
 
 Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one target, ``names``,
-``method``, ``targets``) and, with ``--logos N``, sequence logos of the N sequences with the largest
+``method``, ``targets``; or, when ``OUT`` ends in ``.zarr``, an attribution store streamed batch by
+batch, the layout of ``python -m jaxmotif.attribute``: ``attributions`` (N, L, 4, T)) and, with
+``--logos N``, sequence logos of the N sequences with the largest
 attribution into ``OUT``'s ``_logos`` folder. Outputs follow :mod:`jaxmotif.cli.common`'s policy.
 """
 
@@ -41,7 +43,11 @@ With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-ba
 bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png for the N sequences
 with the largest total |attribution|, one panel per target around the most salient base; the x axis
 shows genome positions (1-based, as a genome browser) when the record name is such a region, else
-offsets in the window. An existing OUT (or OUT_logos) is refused unless --overwrite; memory per
+offsets in the window. --out OUT.zarr streams the maps into an attribution store (the layout
+`python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them;
+the sequences themselves are still read whole, so for genome-scale inputs run `python -m
+jaxmotif.attribute` on the genome FASTA and a BED file (constant memory, resume). An existing OUT
+(or OUT_logos) is refused unless --overwrite; memory per
 compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
 """
 
@@ -71,7 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", help="deprecated: use --targets")
     methods = ATTRIBUTION_METHODS
     p.add_argument("--method", choices=methods, default="grad_x_input", help="default: %(default)s")
-    p.add_argument("--out", required=True, metavar="OUT.npz", help="output .npz (logos go to OUT_logos/)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT.npz|OUT.zarr",
+        help="output .npz, or an attribution store streamed batch by batch when it ends in .zarr "
+        "(logos go to OUT_logos/)",
+    )
     add_overwrite_arg(p)
     p.add_argument("--logits", action="store_true", help="attribute the output before its final activation")
     p.add_argument("--steps", type=int, help="integrated_gradients: path points (default 64)")
@@ -266,7 +278,8 @@ def _run(args) -> int:
     target_values = (args.targets or []) + (args.target or []) or None
     budget = memory_budget(args)
     out = Path(args.out)
-    if out.suffix != ".npz":
+    store_out = out.suffix == ".zarr"
+    if out.suffix != ".npz" and not store_out:
         out = out.with_name(out.name + ".npz")
     logo_dir = out.with_name(out.stem + "_logos")
     check_output(out, args.overwrite)
@@ -281,6 +294,8 @@ def _run(args) -> int:
             raise CliError(f"--step-batch not used by --method {args.method}")
         options["step_batch" if args.method == "integrated_gradients" else "sample_batch"] = args.step_batch
 
+    if store_out:
+        return _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, options, budget)
     parts = []
     bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
     for start in range(0, len(records), args.batch_size):
@@ -332,6 +347,88 @@ def _run(args) -> int:
         import shutil
 
         shutil.rmtree(logo_dir)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _store_region(name: str, length: int) -> tuple[str, int, int]:
+    """A record's window: its region when the name is ``chrom:start-end`` of ``length``, else (name, 0, L)."""
+    axis = genome_axis(name, length)
+    if axis is None:
+        return name, 0, length
+    from jaxmotif.io.bed import parse_region
+
+    region = parse_region(name)
+    return region.chrom, region.start, region.end
+
+
+def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, options, budget) -> int:
+    """--out OUT.zarr: the maps streamed into an attribution store, one chunk per batch."""
+    import jax
+    from tqdm import tqdm
+
+    import jaxmotif
+    from jaxmotif.io.attribution_writer import AttributionStoreWriter
+
+    length = seq.shape[1]
+    target_names = [model.config.output_names[i] for i in indices]
+    hypothetical = args.method == "gradient" or (args.method == "deep_lift_shap" and bool(args.hypothetical))
+    attrs = {
+        "method": args.method,
+        "hypothetical": hypothetical,
+        "values": f"{args.method} as jaxmotif.saliency returns it"
+        + (" (hypothetical)" if hypothetical else ""),
+        "model": str(Path(args.checkpoint).absolute()) if args.checkpoint else "demo",
+        "args": {k: v for k, v in vars(args).items() if v is not None},
+    }
+    regions = [_store_region(r.name, length) for r in records]
+    totals = np.zeros(len(records))  # per-sequence total |attribution|, for --logos
+    with new_output(out, args.overwrite, folder=True) as tmp:
+        tmp.rmdir()  # the writer creates the folder itself, atomically
+        store = AttributionStoreWriter.create(
+            tmp, regions, length, target_names, attrs, chunk_rows=args.batch_size
+        )
+        bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
+        for k in range(store.n_chunks):
+            start, stop = store.chunk_span(k)
+            part = jaxmotif.saliency(
+                model,
+                seq[start:stop],
+                None if dnase is None else dnase[start:stop],
+                target=indices,
+                method=args.method,
+                logits=args.logits,
+                batch_size=args.batch_size,
+                max_memory=budget,
+                precision=args.precision,
+                key=None if key is None else jax.random.fold_in(key, start),  # as the .npz path
+                **options,
+            )  # (n, K, L, 4)
+            totals[start:stop] = np.abs(part).sum(axis=(1, 2, 3))
+            store.write_chunk(k, seq[start:stop].astype(np.uint8), np.moveaxis(part, 1, -1))
+            store.mark_done(k)
+            bar.update(stop - start)
+        bar.close()
+        store.mark_complete()
+    written = [out]
+    if args.logos:
+        order = np.argsort(-totals, kind="stable")[: args.logos]
+        reader = AttributionStoreWriter(out)
+        with new_output(logo_dir, args.overwrite, folder=True, flag="--out's logos folder") as tmp:
+            for rank, i in enumerate(order):
+                _, attr = reader.read_rows(int(i), int(i) + 1)
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
+                _logo(
+                    tmp / f"{rank:04d}_{safe}.png",
+                    np.moveaxis(attr[0], -1, 0),
+                    target_names,
+                    model.config.alphabet,
+                    args.method,
+                    args.logo_width,
+                    genome_axis(records[i].name, length),
+                )
+        written.append(logo_dir)
     for path in written:
         print(path)
     return 0

@@ -7,7 +7,8 @@ Layout (``format`` attribute ``jaxmotif-mutmap/1``)::
                                          digest, precision, method, score, outputs, windows, FASTA
                                          and DNase identities; a resume must match it), args
       <chrom>/                    one group per scanned chromosome; attrs: chrom_len
-        scores  (chrom_len, 4, T) float32, genome coordinates, alphabet order; NaN where not
+        scores  (chrom_len, 4, T) float32 (float16 with --store-dtype float16), genome coordinates,
+                                  alphabet order; NaN where not
                                   scanned or the reference is N; 0 at the reference base
                                   (``raw``: p(s) there)
         ref     (chrom_len,)      int8 base index in the alphabet, -1 for N, -2 where not scanned
@@ -77,13 +78,18 @@ class MutmapStore:
         attrs: Mapping,
         *,
         chunk_len: int = DEFAULT_CHUNK_LEN,
+        store_dtype: str = "float32",
     ) -> "MutmapStore":
         """Creates the store's metadata (no chunk data), atomically: built beside ``path``, then renamed.
 
         chrom_sizes: the chromosomes to hold (one group each) and their lengths.
         output_names: names of the T stored outputs.
         attrs: extra root attributes (JSON-serialisable): config, score, scan, args, ...
+        store_dtype: ``float32`` | ``float16`` | ``bfloat16`` (values rounded by the writer,
+            :func:`jaxmotif.scan.round_to_store`; bfloat16 is held in float32 arrays).
         """
+        from jaxmotif.scan import store_array_dtype, store_compressors
+
         zarr = _zarr()
         path = Path(path).absolute()
         if path.exists():
@@ -105,8 +111,9 @@ class MutmapStore:
                     "scores",
                     shape=(size, 4, n_out),
                     chunks=(rows, 4, n_out),
-                    dtype="float32",
+                    dtype=store_array_dtype(store_dtype),
                     fill_value=np.nan,
+                    compressors=store_compressors(store_dtype),
                 )
                 group.create_array(
                     "ref", shape=(size,), chunks=(rows,), dtype="int8", fill_value=REF_UNSCANNED
@@ -124,6 +131,7 @@ class MutmapStore:
                     "output_names": list(output_names),
                     "chunk_len": int(chunk_len),
                     "chroms": list(chrom_sizes),
+                    "store_dtype": store_dtype,
                 }
             )
             tmp.rename(path)
@@ -178,7 +186,8 @@ class MutmapStore:
         """Writes one whole chunk: scores (n, 4, T) float32 and ref (n,) int8, n = the chunk's length."""
         start, end = self.chunk_span(chrom, chunk)
         group = self._group(chrom)
-        group["scores"][start:end] = np.asarray(scores, dtype=np.float32)
+        array = group["scores"]
+        group["scores"][start:end] = np.asarray(scores, dtype=array.dtype)
         group["ref"][start:end] = np.asarray(ref, dtype=np.int8)
 
     def mark_done(self, chrom: str, chunks: Sequence[int]) -> None:
@@ -193,7 +202,8 @@ class MutmapStore:
         if not 0 <= start < end <= size:
             raise StoreError(f"range {chrom}:{start}-{end} is outside {chrom} (length {size})")
         group = self._group(chrom)
-        return MutmapSlice(np.asarray(group["scores"][start:end]), np.asarray(group["ref"][start:end]))
+        scores = np.asarray(group["scores"][start:end], dtype=np.float32)
+        return MutmapSlice(scores, np.asarray(group["ref"][start:end]))
 
 
 class MutmapSlice(NamedTuple):
