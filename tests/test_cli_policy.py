@@ -229,7 +229,7 @@ def test_demo_without_out_reuses_its_own_folder(tmp_path, monkeypatch):
 # The commands with heavier runs (scans, conversion, TF-MoDISco, the report) take part in the case
 # that costs nothing to check for each: an existing output is refused before any work, in one line,
 # and left as it was. Their --overwrite runs are tested in their own files.
-REFUSING = ("mutmap", "convert", "modisco", "report")
+REFUSING = ("mutmap", "attribute", "convert", "modisco", "report")
 
 
 def _refusing_main(cli):
@@ -241,11 +241,12 @@ def _refusing_main(cli):
 
 @pytest.mark.parametrize("cli", REFUSING)
 def test_heavier_clis_refuse_an_existing_output_before_any_work(cli, tmp_path, capsys):
-    out = tmp_path / ("out.zarr" if cli == "mutmap" else "out")
+    out = tmp_path / ("out.zarr" if cli in ("mutmap", "attribute") else "out")
     out.mkdir()
     (out / "stale.txt").write_text("stale")
     argv = {
         "mutmap": ["--out", str(out), "--regions", str(demo_paths().regions)],  # demo model and genome
+        "attribute": ["--out", str(out), "--regions", str(demo_paths().regions)],
         "convert": [str(tmp_path / "model.pt"), str(out)],  # checked before the checkpoint is read
         "modisco": ["--attributions", str(tmp_path / "missing.zarr"), "--out", str(out)],
         "report": ["--out", str(out)],
