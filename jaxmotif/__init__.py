@@ -1,4 +1,4 @@
-"""jaxmotif: high-throughput attribution for genomic CNNs (DeepHistone, BPNet, ChromBPNet) in JAX/Flax."""
+"""jaxmotif: high-throughput attribution for genomic CNNs (DeepHistone, BPNet, Basset, ...) in JAX/Flax."""
 
 from jaxmotif.attribution import ATTRIBUTION_METHODS, SALIENCY_METHODS, saliency
 from jaxmotif.deeplift import deep_lift_shap
