@@ -23,9 +23,16 @@ The rules are :class:`jaxmotif.nonlinear.Ops` entries written as ``jax.custom_vj
 Each acts on a batch stacked as ``[inputs; references]`` along axis 0, the first half paired row
 by row with the second, and the backward pass is seeded on both halves (as tangermeme seeds
 ``y.sum()`` over its stacked batch), so a max-pool sees the upstream gradients of both. The
-forward values are the ordinary ones. For each sequence, its ``R`` (sequence, reference) pairs
-are one stacked batch of ``2R`` rows; sequences are vmapped, and every target comes out of the
-same forward pass through a vmapped VJP.
+forward values are the ordinary ones.
+
+The kernel does not run that stacked batch (``2R`` rows forward and backward per sequence) unless
+it must: it runs the model once on ``[x; x'_1 .. x'_R]`` (``1 + R`` rows) with each rule
+recording its multipliers, then replays the model on ``R`` tangent rows with each rule a linear
+map and takes ``jax.linear_transpose`` of that (``R`` rows backward, no primal recomputed, the
+reference half's backward gone): about half the work, the same numbers (see :class:`_Tape` for the
+one assumption). A nonlinearity that is not one of these rules (its transpose undefined) sends the
+kernel back to the stacked pass. Sequences are vmapped, and every target comes out of the same
+forward pass through a vmapped transpose.
 
 Hypothetical contributions (Shrikumar et al.'s TF-MoDISco input): for every base ``b`` at every
 position, ``Σ_c (onehot(b) - x'_c) · m_c``, averaged over references. The ordinary
@@ -367,7 +374,8 @@ def _chunks(model, n: int, n_refs: int, n_targets: int, batch_size, max_memory) 
     """(sequences per compiled call, targets per call) for ``n`` sequences of ``n_refs`` references.
 
     A sequence is ``2 * n_refs`` model rows (its copies and its references) through one forward
-    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows.
+    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows (an
+    upper bound: the kernel's fast path runs ``1 + R`` rows forward and ``R`` backward).
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
