@@ -23,9 +23,16 @@ The rules are :class:`jaxmotif.nonlinear.Ops` entries written as ``jax.custom_vj
 Each acts on a batch stacked as ``[inputs; references]`` along axis 0, the first half paired row
 by row with the second, and the backward pass is seeded on both halves (as tangermeme seeds
 ``y.sum()`` over its stacked batch), so a max-pool sees the upstream gradients of both. The
-forward values are the ordinary ones. For each sequence, its ``R`` (sequence, reference) pairs
-are one stacked batch of ``2R`` rows; sequences are vmapped, and every target comes out of the
-same forward pass through a vmapped VJP.
+forward values are the ordinary ones.
+
+The kernel does not run that stacked batch (``2R`` rows forward and backward per sequence) unless
+it must: it runs the model once on ``[x; x'_1 .. x'_R]`` (``1 + R`` rows) with each rule
+recording its multipliers, then replays the model on ``R`` tangent rows with each rule a linear
+map and takes ``jax.linear_transpose`` of that (``R`` rows backward, no primal recomputed, the
+reference half's backward gone): about half the work, the same numbers (see :class:`_Tape` for the
+one assumption). A nonlinearity that is not one of these rules (its transpose undefined) sends the
+kernel back to the stacked pass. Sequences are vmapped, and every target comes out of the same
+forward pass through a vmapped transpose.
 
 Hypothetical contributions (Shrikumar et al.'s TF-MoDISco input): for every base ``b`` at every
 position, ``Σ_c (onehot(b) - x'_c) · m_c``, averaged over references. The ordinary
@@ -77,7 +84,7 @@ def rescale_rule(fn: Callable, name: str | None = None) -> Callable:
     """
 
     @jax.custom_vjp
-    def rule(x):
+    def stacked(x):
         return fn(x)
 
     def fwd(x):
@@ -95,15 +102,23 @@ def rescale_rule(fn: Callable, name: str | None = None) -> Callable:
         small2, secant2 = (jnp.concatenate([a, a]) for a in (small, secant))
         return (jnp.where(small2, plain, g.astype(dtype) * secant2).astype(x.dtype),)
 
-    rule.defvjp(fwd, bwd)
+    stacked.defvjp(fwd, bwd)
+
+    def rule(x):
+        return stacked(x) if _TAPE is None else _TAPE.rescale(fn, x)
+
     rule.__name__ = f"rescale_{name or getattr(fn, '__name__', 'fn')}"
     return rule
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def maxpool_rule(x, width: int):
     """:func:`jaxmotif.nonlinear.maxpool` of a stacked ``[x; x']`` batch ``(2M, W, C)`` with
     tangermeme's (and Captum's) max-pooling rule; see the module docstring."""
+    return _stacked_maxpool(x, width) if _TAPE is None else _TAPE.maxpool(x, width)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _stacked_maxpool(x, width: int):
     return maxpool(x, width)
 
 
@@ -138,7 +153,87 @@ def _maxpool_bwd(width, x, g):
     return (jnp.concatenate([half, half]).astype(x.dtype),)
 
 
-maxpool_rule.defvjp(_maxpool_fwd, _maxpool_bwd)
+_stacked_maxpool.defvjp(_maxpool_fwd, _maxpool_bwd)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules as linear maps: one forward pass of [x; x'_1..x'_R], the transpose for R rows
+# ---------------------------------------------------------------------------------------------
+
+_TAPE = None  # the active _Tape while deep_lift_shap_kernel traces its fast path, else None
+
+
+class _Tape:
+    """The fast path's rules, in two rounds over the same model code (so in the same call order).
+
+    Recording: the model runs once on ``[x; x'_1 .. x'_R]`` (``1 + R`` rows, ``x`` once rather
+    than ``R`` times) and each rule stores what its backward pass needs. Replaying: the model
+    runs on ``R`` tangent rows with each rule a linear map whose transpose is that rule's backward
+    pass for the input half; ``jax.linear_transpose`` of the whole (biases are constants, which
+    a transpose drops) is the DeepLIFT backward pass of ``R`` rows, without the reference half and
+    without recomputing any primal. One assumption: a max-pool reads the reference half's upstream
+    gradient, taken here equal to the input half's. The two differ only below a rescale fallback
+    (``|Δin| < 1e-6``) whose derivative differs between the halves, a probability-zero event
+    for ReLU (the inputs must straddle 0 within 1e-6) and a ~1e-6 relative effect otherwise;
+    the stacked path keeps both.
+    """
+
+    def __init__(self):
+        self.entries = []
+        self.replaying = False
+        self.pos = 0
+
+    def _next(self):
+        entry = self.entries[self.pos]
+        self.pos += 1
+        return entry
+
+    def rescale(self, fn, x):
+        if not self.replaying:
+            xf = x.astype(_rule_dtype(x.dtype))
+            y = fn(xf)
+            dx, dy = xf[:1] - xf[1:], y[:1] - y[1:]
+            small = jnp.abs(dx) < RESCALE_EPS
+            secant = dy / jnp.where(small, jnp.ones_like(dx), dx)
+            self.entries.append((xf[:1], small, secant))
+            return fn(x)
+        xa, small, secant = self._next()
+        v = x.astype(secant.dtype)
+        zero = jnp.zeros_like(v)
+        # Transposed: where(small, J(x)ᵀ g, secant · g), the stacked rule's input half.
+        _, plain = jax.jvp(fn, (jnp.broadcast_to(xa, v.shape),), (jnp.where(small, v, zero),))
+        return (plain + jnp.where(small, zero, v * secant)).astype(x.dtype)
+
+    def maxpool(self, x, width):
+        rows, length, channels = x.shape
+        pooled = length // width
+        if not self.replaying:
+            xf = x.astype(_rule_dtype(x.dtype))
+            windows = xf[:, : pooled * width].reshape(rows, pooled, width, channels)
+            switch = jax.nn.one_hot(jnp.argmax(windows, axis=2), width, axis=2, dtype=xf.dtype)
+            out = jnp.max(windows, axis=2)
+            o, o_ref = out[:1], out[1:]
+            top = jnp.maximum(o, o_ref)
+            dx = xf[:1] - xf[1:]
+            still = dx == 0
+            dx = jnp.where(still, jnp.ones_like(dx), dx)
+            self.entries.append((switch[:1], switch[1:], top - o_ref, o - top, still, dx))
+            return maxpool(x, width)
+        switch_a, switch_r, delta_a, delta_r, still, dx = self._next()
+        v = x.astype(dx.dtype)
+        zero = jnp.zeros_like(v)
+
+        def pool(z, switch):  # (R, L, C) -> (R, P, C): each window's value at its switch
+            return jnp.sum(switch * z[:, : pooled * width].reshape(rows, pooled, width, channels), axis=2)
+
+        # Transposed: where(still, unpool_a(g), (unpool_a(g Δa) + unpool_r(g Δr)) / Δin).
+        u = jnp.where(still, zero, v / dx)
+        out = (
+            pool(jnp.where(still, v, zero), switch_a)
+            + delta_a * pool(u, switch_a)
+            + delta_r * pool(u, switch_r)
+        )
+        return out.astype(x.dtype)
 
 
 DEEPLIFT_OPS = Ops(
@@ -182,7 +277,7 @@ def deep_lift_shap_kernel(
     """
     targets = jnp.asarray(targets)
 
-    def one(x, d, r):  # x (L, 4), d (L,) | None, r (R, L, 4)
+    def stacked(x, d, r):  # the rules' own custom VJPs on [x repeated R; x'] (2R rows both ways)
         n_refs = r.shape[0]
         xs = jnp.broadcast_to(x, r.shape)
         stacked = jnp.concatenate([xs, r.astype(x.dtype)])  # (2R, L, 4): [x; x'] paired row by row
@@ -192,12 +287,37 @@ def deep_lift_shap_kernel(
         # Seed every row of both halves, as tangermeme's y.sum(): the max-pool rule reads both.
         cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))
         (grads,) = jax.vmap(vjp)(cotangents)  # (K, 2R, L, 4)
+        return out[:n_refs], out[n_refs:], grads[:, :n_refs]
+
+    def fast(x, d, r):  # forward 1 + R rows, the rules' transposes for R rows (see _Tape)
+        global _TAPE
+        n_refs = r.shape[0]
+        tape = _TAPE = _Tape()
+        try:
+            dd = None if d is None else jnp.broadcast_to(d, (1 + n_refs, *d.shape))
+            out = apply_fn(params, jnp.concatenate([x[None], r.astype(x.dtype)]), dd)  # (1 + R, T)
+            tape.replaying = True
+            dr = None if d is None else jnp.broadcast_to(d, (n_refs, *d.shape))
+            transpose = jax.linear_transpose(lambda v: apply_fn(params, v, dr), jnp.zeros(r.shape, x.dtype))
+        finally:
+            _TAPE = None
+        if tape.pos != len(tape.entries):
+            raise NotImplementedError("the replay called the rules other than the recording did")
+        basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
+        cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), n_refs, out.shape[-1]))
+        (grads,) = jax.vmap(transpose)(cotangents)  # (K, R, L, 4)
+        return out[:1], out[1:], grads
+
+    def one(x, d, r):  # x (L, 4), d (L,) | None, r (R, L, 4)
+        try:
+            out_x, out_r, grads = fast(x, d, r)
+        except NotImplementedError:  # a nonlinearity that is no rule here (a plain jax.nn.relu)
+            out_x, out_r, grads = stacked(x, d, r)
         ftype = _rule_dtype(grads.dtype)  # float32, or float64 when the model runs in it
-        mult = grads[:, :n_refs].astype(ftype)  # (K, R, L, 4): the inputs' multipliers
+        mult = grads.astype(ftype)  # (K, R, L, 4): the inputs' multipliers
         rf = r.astype(ftype)
         diff = x.astype(ftype)[None] - rf  # (R, L, 4)
-        out = out.astype(ftype)
-        delta_out = (out[:n_refs] - out[n_refs:])[:, targets].T  # (K, R)
+        delta_out = (out_x.astype(ftype) - out_r.astype(ftype))[:, targets].T  # (K, R)
         deltas = jnp.abs(jnp.sum(diff[None] * mult, axis=(2, 3)) - delta_out)
         # Σ_c (onehot(b) - x'_c) m_c = m_b - Σ_c x'_c m_c
         hyp = mult - jnp.sum(rf[None] * mult, axis=-1, keepdims=True)
@@ -254,7 +374,8 @@ def _chunks(model, n: int, n_refs: int, n_targets: int, batch_size, max_memory) 
     """(sequences per compiled call, targets per call) for ``n`` sequences of ``n_refs`` references.
 
     A sequence is ``2 * n_refs`` model rows (its copies and its references) through one forward
-    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows.
+    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows (an
+    upper bound: the kernel's fast path runs ``1 + R`` rows forward and ``R`` backward).
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
