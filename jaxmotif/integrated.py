@@ -205,12 +205,13 @@ def _weighted_gradient_sum(apply_fn, params, points_fn: Callable, dnase, targets
         x_values, w = chunk
         x = points_fn(x_values)  # (N, G, S, L, 4): the sharded batch axis stays leading
         n, g, s, length, alphabet = x.shape
-        d = None if dnase is None else jnp.broadcast_to(dnase[:, None, None], (n, g, s, length))
+        # the side input (DNase (N, L), control tracks (N, L, C)) is held fixed for every point
+        d = None if dnase is None else jnp.broadcast_to(dnase[:, None, None], (n, g, s, *dnase.shape[1:]))
         flat = saliency_kernel(
             apply_fn,
             params,
             x.reshape(n * g * s, length, alphabet),
-            None if d is None else d.reshape(n * g * s, length),
+            None if d is None else d.reshape(n * g * s, *d.shape[3:]),
             targets,
             "gradient",
         )

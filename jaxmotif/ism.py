@@ -183,7 +183,7 @@ def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int
 
 
 def default_method(model) -> str:
-    """``fast`` for graph models (DeepHistone: jaxmotif.ism_fast; others: jaxmotif.ism_graph), else ``full``."""
+    """``fast`` for the known graphs (DeepHistone: ism_fast; BPNet family: ism_graph), else ``full``."""
     return "fast" if getattr(model.config, "arch", None) in ("deephistone", "bpnet", "chrombpnet") else "full"
 
 

@@ -189,24 +189,24 @@ def _resolve_targets(model, targets) -> tuple[int, ...]:
 
 
 def _dnase_profile(model, dnase) -> np.ndarray | None:
-    """The fixed DNase input as shape=(L,) float32, or None for DNA-only models."""
-    length = model.config.seq_len
-    if not model.config.has_dnase:
+    """The fixed side input as float32: DNase shape=(L,), BPNet control tracks (L, C); None if none."""
+    shape = model.config.side_shape
+    if shape is None:
         if dnase is None or (isinstance(dnase, str) and dnase == "zeros"):
             return None
         raise ValueError("this DNA-only model takes no dnase input (leave dnase='zeros')")
     if dnase is None or (isinstance(dnase, str) and dnase == "zeros"):
-        return np.zeros(length, np.float32)
+        return np.zeros(shape, np.float32)
     if isinstance(dnase, str):
-        raise ValueError(f"dnase={dnase!r} must be 'zeros', a number or an array of shape ({length},)")
+        raise ValueError(f"dnase={dnase!r} must be 'zeros', a number or an array of shape {shape}")
     if np.ndim(dnase) == 0:
         value = float(dnase)
         if not np.isfinite(value):
             raise ValueError(f"dnase={dnase} must be finite")
-        return np.full(length, value, np.float32)
+        return np.full(shape, value, np.float32)
     profile = np.asarray(dnase, np.float32)
-    if profile.shape != (length,):
-        raise ValueError(f"dnase profile shape {profile.shape} must be ({length},)")
+    if profile.shape != shape:
+        raise ValueError(f"dnase profile shape {profile.shape} must be {shape}")
     if not np.isfinite(profile).all():
         raise ValueError(f"dnase profile has NaN or inf at position {int(np.argmax(~np.isfinite(profile)))}")
     return profile
@@ -274,7 +274,7 @@ def class_inputs(
         init = np.concatenate([init, np.repeat(init[-1:], padded - rows, axis=0)])
         target_rows = np.concatenate([target_rows, np.repeat(target_rows[-1:], padded - rows)])
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    dnase_rows = None if profile is None else np.broadcast_to(profile, (padded, length)).copy()
+    dnase_rows = None if profile is None else np.broadcast_to(profile, (padded, *profile.shape)).copy()
 
     def make():
         apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)

@@ -220,3 +220,114 @@ def test_bpnet_config_checks():
         model(seq)
     with pytest.raises(ValueError, match="control shape"):
         model(seq, ctl[..., :1])
+
+
+# ---- every attribution method on BPNet, each against bpnet-lite / captum -----------------------
+
+
+class _RuleReLU(torch.autograd.Function):
+    """ReLU whose backward follows deconvnet (``guided=False``) or guided backprop."""
+
+    @staticmethod
+    def forward(ctx, x, guided):
+        ctx.save_for_backward(x)
+        ctx.guided = guided
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        out = g.clamp(min=0)
+        return (out * (x > 0) if ctx.guided else out), None
+
+
+class _RuleModule(torch.nn.Module):
+    def __init__(self, guided):
+        super().__init__()
+        self.guided = guided
+
+    def forward(self, x):
+        return _RuleReLU.apply(x, self.guided)
+
+
+def with_relu_rule(net, guided):
+    import copy
+
+    net = copy.deepcopy(net)
+    net.irelu = _RuleModule(guided)
+    net.rrelus = torch.nn.ModuleList([_RuleModule(guided) for _ in net.rrelus])
+    return net
+
+
+@pytest.fixture(scope="module")
+def control_pair():
+    return bpnet_pair(**BPNET_CASES[1])
+
+
+@pytest.mark.parametrize("method", ["deconvnet", "guided_backprop"])
+def test_bpnet_relu_rules_match_torch(control_pair, method):
+    net, model = control_pair
+    seq, ctl = inputs(np.random.default_rng(4), model, n=2)
+    got = jaxmotif.saliency(model, seq, ctl, target="counts", method=method)
+    ruled = with_relu_rule(net, guided=method == "guided_backprop")
+    assert_rel(got, torch_saliency(CountWrapper(ruled), seq, ctl), 1e-4)
+
+
+def test_bpnet_integrated_gradients_match_captum(control_pair):
+    from captum.attr import IntegratedGradients
+
+    net, model = control_pair
+    seq, ctl = inputs(np.random.default_rng(5), model, n=2)
+    got = jaxmotif.integrated_gradients(model, seq, ctl, target="counts", steps=16)
+    x = to_torch(seq)
+    want = IntegratedGradients(CountWrapper(net)).attribute(
+        x,
+        baselines=torch.zeros_like(x),
+        additional_forward_args=(to_torch(ctl),),
+        n_steps=16,
+        method="gausslegendre",
+    )
+    assert_rel(got, want.detach().numpy().transpose(0, 2, 1), 1e-4)
+
+
+def test_bpnet_smoothgrad_matches_torch_on_the_same_noise(control_pair):
+    net, model = control_pair
+    seq, ctl = inputs(np.random.default_rng(6), model, n=2)
+    key = jax.random.key(7)
+    got = jaxmotif.smoothgrad(model, seq, ctl, target="profile", samples=3, sigma=0.2, key=key)
+    want = np.zeros_like(seq)
+    for i in range(2):  # the documented noise: normal(fold_in(fold_in(key, row), sample))
+        for j in range(3):
+            eps = np.asarray(
+                jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, i), j), seq.shape[1:])
+            )
+            want[i] += torch_saliency(ProfileWrapper(net), seq[i : i + 1] + 0.2 * eps, ctl[i : i + 1])[0] / 3
+    assert_rel(got, want, 1e-4)
+
+
+def test_bpnet_projection_of_a_residual_unit_matches_torch(control_pair):
+    net, model = control_pair
+    assert jaxmotif.layers(model) == ("iconv", "rconvs.0", "rconvs.1", "rconvs.2")
+    seq, ctl = inputs(np.random.default_rng(8), model, n=2)
+    got = jaxmotif.project(model, seq, "rconvs.1", channel=3, position=100, method="gradient")
+    x = to_torch(seq).requires_grad_(True)
+    h = net.irelu(net.iconv(x))
+    for i in range(2):
+        h = h + net.rrelus[i](net.rconvs[i](h))
+    (want,) = torch.autograd.grad(h[:, 3, 100].sum(), x)
+    assert_rel(got, want.numpy().transpose(0, 2, 1), 1e-4)
+    # the receptive field of rconvs.1 (dilations 2, 4 after iconv's 21): 100 +- (10 + 2 + 4)
+    assert jaxmotif.projections.receptive_field(model.config, "rconvs.1", 100) == (84, 117)
+    assert np.all(got[:, :84] == 0) and np.all(got[:, 117:] == 0)
+
+
+def test_bpnet_class_optimization_of_counts(control_pair):
+    net, model = control_pair
+    _, ctl = inputs(np.random.default_rng(9), model, n=1)
+    result = jaxmotif.class_inputs(
+        model, targets="counts", restarts=2, steps=25, key=jax.random.key(0), dnase=ctl[0]
+    )
+    assert result.inputs.shape == (1, 2, L, 4)
+    assert np.all(result.scores > result.initial_scores)
+    want = torch_heads(net, np.asarray(result.inputs[0], np.float32), np.repeat(ctl, 2, axis=0))[1][:, 0]
+    assert_rel(result.scores[0], want, 1e-4)

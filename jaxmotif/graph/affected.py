@@ -223,7 +223,7 @@ class _Walk:
         raise TypeError(f"fast ISM does not handle {op!r} here")
 
     def apply_window(self, block, op, ref, x, ref_out):
-        """One layer on a window (or vector) ``x``; ``ref`` its stored input, ``ref_out`` its stored output."""
+        """One layer on a window (or vector) ``x``; ``ref`` / ``ref_out``: its stored input / output."""
         if isinstance(x, Delta | Flat):
             return self.apply_vector(block, op, x, ref_out)
         w = x
@@ -434,9 +434,9 @@ def mutant_outputs(
     position_chunk: positions evaluated together per step (static).
     positions: shape=(P,) int, evaluate only these positions (default: all L).
 
-    Returns (preds, ref): preds shape=(L, 4, T) (or (P, 4, T)), entry [p, b] the outputs with base b at p (at N
-    rows base 0 stands in for the reference: callers mask those); ref shape=(T,) the reference
-    outputs, from the same sliced computation as the mutants.
+    Returns (preds, ref): preds shape=(L, 4, T) (or (P, 4, T)), entry [p, b] the outputs with base
+    b at p (at N rows base 0 stands in for the reference: callers mask those); ref shape=(T,) the
+    reference outputs, from the same sliced computation as the mutants.
     """
     length = seq.shape[0]
     margin = _margin(graph, length)
