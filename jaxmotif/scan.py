@@ -658,10 +658,6 @@ def attribute_regions(out, *, fasta=None, regions=None, checkpoint=None, **optio
         raise ScanError(str(err)) from None
 
 
-def bytes_per_base(path, bases: int) -> float:
-    return stored_bytes(path) / max(bases, 1)
-
-
 __all__ = [
     "STORE_DTYPES",
     "ScanError",
