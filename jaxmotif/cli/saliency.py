@@ -260,11 +260,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(lambda: _run(args), catch=(ValueError, OSError, KeyError))
 
 
+def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start: int, stop: int):
+    """Maps (stop - start, K, L, 4) of records [start, stop); both outputs (.npz, .zarr) call this.
+
+    The key is folded with ``start``: reproducible for the same --seed and --batch-size.
+    """
+    import jax
+
+    import jaxmotif
+
+    return jaxmotif.saliency(
+        model,
+        seq[start:stop],
+        None if dnase is None else dnase[start:stop],
+        target=indices,
+        method=args.method,
+        logits=args.logits,
+        batch_size=args.batch_size,
+        max_memory=budget,
+        precision=args.precision,
+        key=None if key is None else jax.random.fold_in(key, start),
+        **options,
+    )
+
+
 def _run(args) -> int:
     import jax
     from tqdm import tqdm
-
-    import jaxmotif
 
     options = _method_options(args)
     for flag in ("batch_size", "step_batch"):
@@ -300,20 +322,7 @@ def _run(args) -> int:
     bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
     for start in range(0, len(records), args.batch_size):
         stop = min(start + args.batch_size, len(records))
-        part = jaxmotif.saliency(
-            model,
-            seq[start:stop],
-            None if dnase is None else dnase[start:stop],
-            target=indices,
-            method=args.method,
-            logits=args.logits,
-            batch_size=args.batch_size,
-            max_memory=budget,
-            precision=args.precision,
-            # per chunk: reproducible for the same --seed and --batch-size
-            key=None if key is None else jax.random.fold_in(key, start),
-            **options,
-        )
+        part = _saliency_span(args, model, seq, dnase, indices, key, options, budget, start, stop)
         parts.append(part)
         bar.update(stop - start)
     bar.close()
@@ -365,10 +374,8 @@ def _store_region(name: str, length: int) -> tuple[str, int, int]:
 
 def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, options, budget) -> int:
     """--out OUT.zarr: the maps streamed into an attribution store, one chunk per batch."""
-    import jax
     from tqdm import tqdm
 
-    import jaxmotif
     from jaxmotif.io.attribution_writer import AttributionStoreWriter
 
     length = seq.shape[1]
@@ -392,19 +399,7 @@ def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, op
         bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
         for k in range(store.n_chunks):
             start, stop = store.chunk_span(k)
-            part = jaxmotif.saliency(
-                model,
-                seq[start:stop],
-                None if dnase is None else dnase[start:stop],
-                target=indices,
-                method=args.method,
-                logits=args.logits,
-                batch_size=args.batch_size,
-                max_memory=budget,
-                precision=args.precision,
-                key=None if key is None else jax.random.fold_in(key, start),  # as the .npz path
-                **options,
-            )  # (n, K, L, 4)
+            part = _saliency_span(args, model, seq, dnase, indices, key, options, budget, start, stop)
             totals[start:stop] = np.abs(part).sum(axis=(1, 2, 3))
             store.write_chunk(k, seq[start:stop].astype(np.uint8), np.moveaxis(part, 1, -1))
             store.mark_done(k)
