@@ -74,6 +74,24 @@ def bench_pwms(model, *, precision, device, quick) -> list[Result]:
             0.0,
         )
     )
+    # the same sequences as int8 base indices: a sixteenth of float32's bytes, one-hot built on the device
+    indices = (np.argmax(seq, -1) - (seq.sum(-1) == 0)).astype(np.int8)  # -1 for N rows
+    conv1_pwms(model, indices[:batch], batch_size=batch)
+    t0 = time.perf_counter()
+    result_i8 = conv1_pwms(model, indices, batch_size=batch)
+    steady_i8 = time.perf_counter() - t0
+    assert np.array_equal(result_i8.counts, result.counts)  # a benchmark of a wrong answer is no benchmark
+    results.append(
+        Result(
+            f"conv1 PWMs, {n} seqs",
+            "jaxmotif, int8 base-index input",
+            "fp32",
+            n / steady_i8,
+            "seq/s",
+            batch,
+            0.0,
+        )
+    )
     # the seed: conv1 through PyTorch, then the Python loop, on a sample
     sample = 64 if quick else 500
     kernel, bias = conv1_weights(model)  # (9, 4, F), (F,)

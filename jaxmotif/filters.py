@@ -38,7 +38,8 @@ position (N bases, all-zero one-hot rows, add nothing), as the seed's per-column
 Everything happens on the device in one jit-compiled pass per chunk of sequences: a site mask
 (B, L', F) is contracted with the K shifted views of the one-hot input into counts (F, K, 4); no
 Python loop over filters or sites. Chunks are sharded over all local devices on the ``"batch"`` mesh
-axis and their partial counts summed.
+axis and their partial counts summed. The sequences may travel as int8 base indices (N, L), one byte
+per base; the one-hot is then built on the device inside the compiled kernel.
 """
 
 import sys
@@ -52,6 +53,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxmotif.batching import BATCH_AXIS, batch_mesh, chunk_size_for
 from jaxmotif.memory import ITEMSIZE, filter_sites_elements, resolve_budget
+from jaxmotif.sequence import one_hot_from_indices
 
 THRESHOLD_MODES = ("seed", "max-activation")
 ALIGNMENTS = ("filter", "seed")
@@ -142,12 +144,21 @@ def _inside_positions(length: int, width: int, alignment: str, padding: str) -> 
     return j <= length - width, 0
 
 
+def _float_one_hot(seq):
+    """(B, L, 4) one-hot of any dtype, or (B, L) int8 base indices (outside 0..3 = N) -> float32 one-hot."""
+    if seq.ndim == 2:  # indices: expanded here, on the device, so the host sends 1 byte per base
+        return one_hot_from_indices(seq, 4, jnp.float32)
+    return seq.astype(jnp.float32)  # uint8 one-hot travels 4x lighter than float32
+
+
 def max_activation_kernel(kernel, bias, seq, valid, padding: str = "same"):
     """Per-filter maximum activation over real rows and windows wholly inside, shape=(F,).
 
-    seq: shape=(B, L, 4); valid: shape=(B,) bool, False for padding rows; padding: static, conv1's.
+    seq: shape=(B, L, 4) one-hot or (B, L) int8 base indices (see :func:`site_counts_kernel`);
+    valid: shape=(B,) bool, False for padding rows; padding: static, conv1's.
     """
-    act = conv1_scores(kernel, seq.astype(jnp.float32), padding) + bias.reshape(1, 1, -1)
+    seq = _float_one_hot(seq)
+    act = conv1_scores(kernel, seq, padding) + bias.reshape(1, 1, -1)
     inside, _ = _inside_positions(seq.shape[1], kernel.shape[0], "filter", padding)
     keep = valid.reshape(-1, 1, 1) & jnp.asarray(inside).reshape(1, -1, 1)
     return jnp.max(jnp.where(keep, act, -jnp.inf), axis=(0, 1))
@@ -161,7 +172,8 @@ def site_counts_kernel(
     Parameters
     ----------
     kernel: shape=(K, 4, F) conv1 weights; bias: shape=(F,).
-    seq: shape=(B, L, 4) one-hot (N = all-zero row).
+    seq: shape=(B, L, 4) one-hot (N = all-zero row), any dtype; or shape=(B, L) int8 base indices
+        (0..3 = alphabet column, any other value such as -1 = N), expanded to one-hot here.
     valid: shape=(B,) bool, False for rows that only pad the chunk.
     thresholds: shape=(F,), on the pre-bias score (``mode="seed"``, site when ``>=``) or on the
         activation (``mode="max-activation"``, site when ``>``).
@@ -172,7 +184,7 @@ def site_counts_kernel(
     """
     width = kernel.shape[0]
     length = seq.shape[1]
-    seq = seq.astype(jnp.float32)  # uint8 one-hot travels 4x lighter from the host
+    seq = _float_one_hot(seq)
     scores = conv1_scores(kernel, seq, padding)  # (B, L', F)
     thr = thresholds.reshape(1, 1, -1).astype(scores.dtype)
     if mode == "seed":
@@ -262,7 +274,8 @@ def _reduce_over_chunks(
 
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        block = np.zeros((chunk, *seq.shape[1:]), seq.dtype)
+        # padding rows are masked by ``valid``; as indices they are N (-1), as one-hot all zero
+        block = np.full((chunk, *seq.shape[1:]), -1 if seq.ndim == 2 else 0, seq.dtype)
         block[: stop - start] = seq[start:stop]
         valid = np.arange(chunk) < stop - start
         result = fn(jax.device_put(block, sharding), jax.device_put(valid, sharding))
@@ -280,13 +293,26 @@ _site_counts = jax.jit(site_counts_kernel, static_argnames=("mode", "alignment",
 
 
 def _check_seqs(seqs, width: int) -> np.ndarray:
-    # uint8/bool one-hot stays uint8 (exact, a quarter of the bytes to move); anything else is float32
+    """(N, L) int8 base indices as they are; one-hot (N, L, 4) (or one (L, 4)) as uint8 or float32."""
     seqs = np.asarray(seqs)
-    seqs = seqs.astype(np.uint8 if seqs.dtype in (np.uint8, np.bool_) else np.float32, copy=False)
-    if seqs.ndim == 2:
-        seqs = seqs[None]
-    if seqs.ndim != 3 or seqs.shape[2] != 4:
-        raise ValueError(f"seqs shape {seqs.shape} must be (N, L, 4) (channels-last one-hot)")
+    if seqs.dtype == np.int8:  # base indices: 1 byte per base, the one-hot is built on the device
+        if seqs.ndim != 2:
+            raise ValueError(f"int8 seqs shape {seqs.shape} must be (N, L) base indices")
+    elif seqs.dtype.kind not in "biuf":
+        raise ValueError(
+            f"seqs dtype {seqs.dtype} must be int8 (base indices), or bool, integer or float (one-hot)"
+        )
+    else:
+        dtype = seqs.dtype
+        # uint8/bool one-hot stays uint8 (exact, a quarter of the bytes to move); the rest float32
+        seqs = seqs.astype(np.uint8 if seqs.dtype in (np.uint8, np.bool_) else np.float32, copy=False)
+        if seqs.ndim == 2 and seqs.shape[1] == 4:
+            seqs = seqs[None]
+        if seqs.ndim != 3 or seqs.shape[2] != 4:
+            raise ValueError(
+                f"seqs shape {seqs.shape} must be (N, L, 4) (channels-last one-hot), or (N, L) int8 "
+                f"base indices (got {dtype})"
+            )
     if seqs.shape[0] == 0:
         raise ValueError("seqs holds no sequences")
     if seqs.shape[1] < width:
@@ -315,8 +341,10 @@ def conv1_pwms(
         'same'-padded conv1 (odd K), or ``(kernel, bias, padding)``, with the alphabet ACGT.
     seqs: shape=(N, L, 4) channels-last one-hot in the model's alphabet order (ACGT for every
         converted model); any L >= K (conv1 does not need the model's window length). Pass it as
-        uint8 or bool to move a quarter of the bytes from host to device (float32 otherwise); the
-        results are the same.
+        uint8 or bool to move a quarter of the bytes from host to device (float32 otherwise), or as
+        shape=(N, L) int8 base indices (:func:`jaxmotif.sequence.encode_indices_batch`: 0..3 the
+        alphabet column, -1 or any other value N) to move a sixteenth, the one-hot then built on the
+        device; the results are the same.
     threshold_factor: F of the seed rule (``mode="seed"``); ignored by ``max-activation``, whose
         factor is Basset's 0.5.
     mode: ``"seed"`` | ``"max-activation"``, see the module docstring.

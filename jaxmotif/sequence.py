@@ -256,6 +256,22 @@ def one_hot_batch(
         If a sequence's length differs from the first one's (naming the first record that differs),
         or for an invalid character (naming record and position within it).
     """
+    return one_hot_from_indices(encode_indices_batch(seqs, alphabet, names))
+
+
+def encode_indices_batch(
+    seqs: Sequence[str | bytes], alphabet: str = DNA_ALPHABET, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Base indices of equal-length sequences, one batch: :func:`encode_indices` per record.
+
+    One byte per base (a sixteenth of float32 one-hot) for kernels that expand it on the device
+    with :func:`one_hot_from_indices`. Arguments and errors as :func:`one_hot_batch`.
+
+    Returns
+    -------
+    np.ndarray, shape=(N, L), dtype=int8
+        Values in ``{-1, 0, 1, 2, 3}`` (``-1`` for ``N``); shape (0, 0) for no sequences.
+    """
     alphabet = check_alphabet(alphabet)
     if isinstance(seqs, str | bytes):
         raise TypeError("seqs must be a sequence of sequences; use one_hot() for a single sequence")
@@ -267,7 +283,7 @@ def one_hot_batch(
         if len(names) != len(seqs):
             raise ValueError(f"got {len(names)} names for {len(seqs)} sequences")
     if not seqs:
-        return np.zeros((0, 0, len(alphabet)), dtype=np.float32)
+        return np.zeros((0, 0), dtype=np.int8)
     chunks = [_as_bytes(s) for s in seqs]
     length = len(chunks[0])
     for chunk, record in zip(chunks, names, strict=True):
@@ -283,7 +299,7 @@ def one_hot_batch(
     if flat is not None:
         record, position = divmod(flat, length)
         raise _invalid_base_error(names[record], position, _char_at(seqs[record], position))
-    return one_hot_from_indices(codes.reshape(len(chunks), length))
+    return codes.reshape(len(chunks), length)
 
 
 def decode(onehot, alphabet: str = DNA_ALPHABET) -> str:

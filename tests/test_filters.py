@@ -397,7 +397,60 @@ def test_uint8_one_hot_gives_the_same_counts():
     seqs[:, 5] = 0.0  # an N column
     as_float = conv1_pwms(model, seqs, threshold_factor=0.5, batch_size=4)
     as_uint8 = conv1_pwms(model, seqs.astype(np.uint8), threshold_factor=0.5, batch_size=4)
+    idx = np.argmax(seqs, -1).astype(np.int8) - (seqs.sum(-1) == 0).astype(np.int8)  # -1 for the N column
+    as_int8 = conv1_pwms(model, idx, threshold_factor=0.5, batch_size=4)
     assert as_float.sites.sum() > 0
-    np.testing.assert_array_equal(as_uint8.counts, as_float.counts)
-    np.testing.assert_array_equal(as_uint8.sites, as_float.sites)
-    np.testing.assert_array_equal(as_uint8.edge_sites_excluded, as_float.edge_sites_excluded)
+    for other in (as_uint8, as_int8):
+        np.testing.assert_array_equal(other.counts, as_float.counts)
+        np.testing.assert_array_equal(other.sites, as_float.sites)
+        np.testing.assert_array_equal(other.edge_sites_excluded, as_float.edge_sites_excluded)
+
+
+@pytest.mark.parametrize(
+    ("padding", "width", "alignment", "mode"),
+    [
+        ("same", 9, "filter", "seed"),
+        ("same", 9, "seed", "max-activation"),
+        ("valid", 8, "filter", "max-activation"),  # even K, unpadded (DeepSEA/Beluga-like)
+        ("valid", 19, "seed", "seed"),  # Basset's width
+    ],
+)
+def test_int8_indices_equal_uint8_and_float32_one_hot(padding, width, alignment, mode):
+    """(N, L) int8 base indices (N as -1 and as 4), uint8 and float32 one-hot: identical results."""
+    rng = np.random.default_rng(width)
+    kernel = rng.normal(size=(width, 4, 6)).astype(np.float32)
+    bias = rng.normal(size=6).astype(np.float32)
+    idx = rng.integers(0, 4, (11, 40)).astype(np.int8)
+    idx[rng.random(idx.shape) < 0.08] = -1  # scattered Ns
+    idx[2, :7] = 4  # another out-of-range code is an N as well, at the left edge
+    idx[3] = -1  # a whole N row
+    onehot = np.eye(4, dtype=np.float32)[np.clip(idx, 0, 3)] * ((idx >= 0) & (idx < 4))[..., None]
+    weights = (kernel, bias, padding)
+    kwargs = dict(threshold_factor=0.4, mode=mode, alignment=alignment, batch_size=4)  # tail of 3 rows
+    ref = conv1_pwms(weights, onehot, **kwargs)
+    assert ref.sites.sum() > 20
+    if padding == "same":
+        assert ref.edge_sites_excluded.sum() > 0  # edge windows are exercised
+    for x in (onehot.astype(np.uint8), idx):
+        got = conv1_pwms(weights, x, **kwargs)
+        for name in ("counts", "sites", "thresholds", "edge_sites_excluded", "filters_with_sites"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+        np.testing.assert_array_equal(got.pwms, ref.pwms)  # NaN rows in the same places
+
+
+def test_bad_index_input_is_one_line_value_error(pair):
+    _, model = pair
+    idx = np.zeros((3, 48), np.int8)
+    with pytest.raises(ValueError, match=r"int8 seqs shape \(3, 48, 4\) must be \(N, L\) base indices"):
+        conv1_pwms(model, np.zeros((3, 48, 4), np.int8))
+    with pytest.raises(ValueError, match=r"int8 seqs shape \(48,\)"):
+        conv1_pwms(model, idx[0])
+    with pytest.raises(ValueError, match="must be .N, L, 4. .* int8 base indices .got int32."):
+        conv1_pwms(model, idx.astype(np.int32))  # indices must be int8
+    with pytest.raises(ValueError, match="seqs dtype <U1"):
+        conv1_pwms(model, np.full((3, 48), "A"))
+    with pytest.raises(ValueError, match="shorter than the conv1 width 9"):
+        conv1_pwms(model, idx[:, :5])
+    with pytest.raises(ValueError) as info:
+        conv1_pwms(model, np.zeros((2, 48, 4), np.int8))
+    assert "\n" not in str(info.value)

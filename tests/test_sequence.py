@@ -14,6 +14,7 @@ from jaxmotif.sequence import (
     complement_permutation,
     decode,
     encode_indices,
+    encode_indices_batch,
     one_hot,
     one_hot_batch,
     one_hot_from_indices,
@@ -118,6 +119,9 @@ def test_one_hot_batch_equals_stacked(n, length, alphabet, data):
     batch = one_hot_batch(seqs, alphabet)
     assert batch.shape == (n, length, 4) and batch.dtype == np.float32
     np.testing.assert_array_equal(batch, np.stack([one_hot(s, alphabet) for s in seqs]))
+    codes = encode_indices_batch(seqs, alphabet)
+    assert codes.shape == (n, length) and codes.dtype == np.int8
+    np.testing.assert_array_equal(codes, [encode_indices(s, alphabet) for s in seqs])
 
 
 def test_one_hot_batch_errors_name_record():
