@@ -166,19 +166,26 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
         rows.append(analyse("ism_fast", with_precision(ism, precision), window, units=1, unit="window",
                             precision=precision, dump=dump))  # fmt: skip
     if "deeplift" in tasks:
-        from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel
+        from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel, takes_fast_path
 
         # as benchmarks.deeplift times it: 20 references per sequence, target 0, DeepLIFT rules
         n_refs, n = 20, deeplift_batch
         refs = np.stack([rng.permuted(seq[:n], axis=1) for _ in range(n_refs)], axis=1)  # (n, R, L, 4)
+        # the apply function jaxmotif.deep_lift_shap compiles (DeepLIFT rules, with_precision)
         dl_apply = with_precision(lambda p, a, b: model.apply(p, a, b, ops=DEEPLIFT_OPS), precision)
+        # the kernel users run: 1 + R rows forward (rules recording), R rows transposed; never the
+        # stacked 2R-row fallback, which would count twice the work
+        d_shape = None if dnase is None else dnase.shape[1:]
+        if not takes_fast_path(dl_apply, model.params, seq.shape[1:], d_shape):
+            raise RuntimeError("deep_lift_shap_kernel would take its stacked fallback on this model")
 
         def dls(p, s, d, r):
             return deep_lift_shap_kernel(dl_apply, p, s, d, r, (0,), False)
 
         args = (model.params, seq[:n], None if dnase is None else dnase[:n], refs)
-        rows.append(analyse(f"deeplift ({n_refs} refs)", dls, args, units=n, unit="seq",
-                            precision=precision, dump=dump))  # fmt: skip
+        row = analyse(f"deeplift ({n_refs} refs)", dls, args, units=n, unit="seq", precision=precision,
+                      dump=dump)  # fmt: skip
+        rows.append({**row, "kernel": "fast path: 1 + R rows forward, R rows transposed"})
     return rows
 
 

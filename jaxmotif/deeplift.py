@@ -257,6 +257,65 @@ stacked ``[inputs; references]`` batch."""
 # ---------------------------------------------------------------------------------------------
 
 
+def _stacked_pass(apply_fn, params, targets, x, d, r):
+    """The rules' own custom VJPs on ``[x repeated R; x']``: 2R rows forward and backward.
+
+    x (L, 4), d (L,) | None, r (R, L, 4); returns (f(x) (R, T) (the input half's rows), f(x')
+    (R, T), the inputs' multipliers (K, R, L, 4)).
+    """
+    n_refs = r.shape[0]
+    xs = jnp.broadcast_to(x, r.shape)
+    stacked = jnp.concatenate([xs, r.astype(x.dtype)])  # (2R, L, 4): [x; x'] paired row by row
+    dd = None if d is None else jnp.broadcast_to(d, (2 * n_refs, *d.shape))
+    out, vjp = jax.vjp(lambda s: apply_fn(params, s, dd), stacked)  # (2R, T)
+    basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
+    # Seed every row of both halves, as tangermeme's y.sum(): the max-pool rule reads both.
+    cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))
+    (grads,) = jax.vmap(vjp)(cotangents)  # (K, 2R, L, 4)
+    return out[:n_refs], out[n_refs:], grads[:, :n_refs]
+
+
+def _fast_pass(apply_fn, params, targets, x, d, r):
+    """Forward ``1 + R`` rows with the rules recording, their transposes for ``R`` rows (:class:`_Tape`).
+
+    Same arguments and results as :func:`_stacked_pass` (f(x) as one row); raises
+    ``NotImplementedError`` while tracing when the model has a nonlinearity that is no rule.
+    """
+    global _TAPE
+    n_refs = r.shape[0]
+    tape = _TAPE = _Tape()
+    try:
+        dd = None if d is None else jnp.broadcast_to(d, (1 + n_refs, *d.shape))
+        out = apply_fn(params, jnp.concatenate([x[None], r.astype(x.dtype)]), dd)  # (1 + R, T)
+        tape.replaying = True
+        dr = None if d is None else jnp.broadcast_to(d, (n_refs, *d.shape))
+        transpose = jax.linear_transpose(lambda v: apply_fn(params, v, dr), jnp.zeros(r.shape, x.dtype))
+    finally:
+        _TAPE = None
+    if tape.pos != len(tape.entries):
+        raise NotImplementedError("the replay called the rules other than the recording did")
+    basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
+    cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), n_refs, out.shape[-1]))
+    (grads,) = jax.vmap(transpose)(cotangents)  # (K, R, L, 4)
+    return out[:1], out[1:], grads
+
+
+def takes_fast_path(apply_fn: Callable, params, seq_shape: tuple, dnase_shape: tuple | None = None) -> bool:
+    """Whether :func:`deep_lift_shap_kernel` runs ``apply_fn`` on its fast path (``1 + R`` rows
+    forward, ``R`` backward) rather than the stacked ``2R``-row pass; traced, nothing computed.
+
+    seq_shape: (L, 4) of one sequence; dnase_shape: (L,) or None.
+    """
+    x = jax.ShapeDtypeStruct(seq_shape, jnp.float32)
+    d = None if dnase_shape is None else jax.ShapeDtypeStruct(dnase_shape, jnp.float32)
+    r = jax.ShapeDtypeStruct((1, *seq_shape), jnp.float32)
+    try:
+        jax.eval_shape(lambda p, x, d, r: _fast_pass(apply_fn, p, jnp.asarray([0]), x, d, r), params, x, d, r)
+    except NotImplementedError:
+        return False
+    return True
+
+
 def deep_lift_shap_kernel(
     apply_fn: Callable, params, seq, dnase, refs, targets: Sequence[int], hypothetical: bool
 ):
@@ -274,45 +333,17 @@ def deep_lift_shap_kernel(
 
     Returns (contributions shape=(N, K, L, 4) float32, deltas shape=(N, K, R) float32: per
     reference ``|Σ (x - x') · m - (f(x) - f(x'))|``).
+
+    Runs the fast path (:func:`_fast_pass`) and, only for a model with a nonlinearity that is no
+    rule, the stacked one (:func:`_stacked_pass`); :func:`takes_fast_path` says which.
     """
     targets = jnp.asarray(targets)
 
-    def stacked(x, d, r):  # the rules' own custom VJPs on [x repeated R; x'] (2R rows both ways)
-        n_refs = r.shape[0]
-        xs = jnp.broadcast_to(x, r.shape)
-        stacked = jnp.concatenate([xs, r.astype(x.dtype)])  # (2R, L, 4): [x; x'] paired row by row
-        dd = None if d is None else jnp.broadcast_to(d, (2 * n_refs, *d.shape))
-        out, vjp = jax.vjp(lambda s: apply_fn(params, s, dd), stacked)  # (2R, T)
-        basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
-        # Seed every row of both halves, as tangermeme's y.sum(): the max-pool rule reads both.
-        cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), *out.shape))
-        (grads,) = jax.vmap(vjp)(cotangents)  # (K, 2R, L, 4)
-        return out[:n_refs], out[n_refs:], grads[:, :n_refs]
-
-    def fast(x, d, r):  # forward 1 + R rows, the rules' transposes for R rows (see _Tape)
-        global _TAPE
-        n_refs = r.shape[0]
-        tape = _TAPE = _Tape()
-        try:
-            dd = None if d is None else jnp.broadcast_to(d, (1 + n_refs, *d.shape))
-            out = apply_fn(params, jnp.concatenate([x[None], r.astype(x.dtype)]), dd)  # (1 + R, T)
-            tape.replaying = True
-            dr = None if d is None else jnp.broadcast_to(d, (n_refs, *d.shape))
-            transpose = jax.linear_transpose(lambda v: apply_fn(params, v, dr), jnp.zeros(r.shape, x.dtype))
-        finally:
-            _TAPE = None
-        if tape.pos != len(tape.entries):
-            raise NotImplementedError("the replay called the rules other than the recording did")
-        basis = jnp.eye(out.shape[-1], dtype=out.dtype)[targets]  # (K, T)
-        cotangents = jnp.broadcast_to(basis[:, None, :], (len(targets), n_refs, out.shape[-1]))
-        (grads,) = jax.vmap(transpose)(cotangents)  # (K, R, L, 4)
-        return out[:1], out[1:], grads
-
     def one(x, d, r):  # x (L, 4), d (L,) | None, r (R, L, 4)
         try:
-            out_x, out_r, grads = fast(x, d, r)
+            out_x, out_r, grads = _fast_pass(apply_fn, params, targets, x, d, r)
         except NotImplementedError:  # a nonlinearity that is no rule here (a plain jax.nn.relu)
-            out_x, out_r, grads = stacked(x, d, r)
+            out_x, out_r, grads = _stacked_pass(apply_fn, params, targets, x, d, r)
         ftype = _rule_dtype(grads.dtype)  # float32, or float64 when the model runs in it
         mult = grads.astype(ftype)  # (K, R, L, 4): the inputs' multipliers
         rf = r.astype(ftype)
@@ -370,12 +401,14 @@ def make_references(seq, references="shuffle", *, n_shuffles: int = 20, key: jax
 DEFAULT_PAIRS = 64  # pairs per call where jaxmotif.memory is absent and batch_size is not given
 
 
-def _chunks(model, n: int, n_refs: int, n_targets: int, batch_size, max_memory) -> tuple[int, int]:
-    """(sequences per compiled call, targets per call) for ``n`` sequences of ``n_refs`` references.
+def _chunks(
+    model, n: int, n_refs: int, n_targets: int, batch_size, max_memory, *, fast: bool = True
+) -> tuple[int, int]:
+    """(sequences per call, targets per call) for ``n`` sequences of ``n_refs`` references.
 
-    A sequence is ``2 * n_refs`` model rows (its copies and its references) through one forward
-    and ``targets`` backward passes: the gradient plan of :mod:`jaxmotif.memory` on those rows (an
-    upper bound: the kernel's fast path runs ``1 + R`` rows forward and ``R`` backward).
+    The DeepSHAP plan of :mod:`jaxmotif.memory` for the kernel's path: ``fast`` (``1 + R`` rows
+    forward, ``R`` rows per target transposed) or the stacked fallback (``2R`` rows both ways).
+    The backward pass also holds transposed copies of the weights: the parameters count twice.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
@@ -385,16 +418,17 @@ def _chunks(model, n: int, n_refs: int, n_targets: int, batch_size, max_memory) 
         if max_memory is not None:
             raise ValueError("max_memory needs jaxmotif.memory; pass batch_size instead") from None
         return max(1, (batch_size or DEFAULT_PAIRS) // n_refs), n_targets
-    rows, group = memory.gradient_plan(
+    return memory.deeplift_plan(
         memory.resolve_budget(max_memory),
-        rows=n * 2 * n_refs,
+        sequences=n,
+        references=n_refs,
         targets=n_targets,
         activations=memory.activation_elements(model),
         length=model.config.seq_len,
-        fixed_bytes=memory.param_bytes(model),
-        max_rows=None if batch_size is None else 2 * batch_size,
+        fast=fast,
+        fixed_bytes=2 * memory.param_bytes(model),
+        max_sequences=None if batch_size is None else max(1, batch_size // n_refs),
     )
-    return max(1, rows // (2 * n_refs)), group
 
 
 def deep_lift_shap(
@@ -452,15 +486,20 @@ def deep_lift_shap(
     refs = make_references(seq, references, n_shuffles=n_shuffles, key=key)
     n_refs = refs.shape[1]
 
-    per_call, group = _chunks(model, seq.shape[0], n_refs, len(targets), batch_size, max_memory)
+    base = model.apply_logits if logits else model.apply
+    apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
+    side = None if dnase is None else dnase.shape[1:]
+    fast = model.compiled_fn(  # traced once per model: which path the kernel takes decides its budget
+        ("deep_lift_shap.fast_path", logits, precision),
+        lambda: takes_fast_path(apply_fn, model.params, seq.shape[1:], side),
+    )
+    per_call, group = _chunks(model, seq.shape[0], n_refs, len(targets), batch_size, max_memory, fast=fast)
     params = model.params
     parts = []
     for start in range(0, len(targets), group):
         some = targets[start : start + group]
 
         def make(some=some):
-            base = model.apply_logits if logits else model.apply
-            apply_fn = with_precision(lambda p, s, d: base(p, s, d, ops=DEEPLIFT_OPS), precision)
             return jax.jit(lambda p, s, d, r: deep_lift_shap_kernel(apply_fn, p, s, d, r, some, hypothetical))
 
         kernel = model.compiled_fn(("deep_lift_shap", some, n_refs, hypothetical, logits, precision), make)

@@ -12,6 +12,9 @@ The estimate (pure arithmetic, documented here and tested against XLA's own memo
 - A gradient of ``K`` targets on ``R`` rows (one forward pass, ``K`` backward passes vmapped)
   holds about ``R * (1 + K) * (A + L*4)`` elements: every backward pass needs about as much as
   the forward one, and each target's input gradient is ``L*4``.
+- DeepSHAP (:func:`deeplift_elements`) on its fast path: per sequence ``1 + R`` rows forward, the
+  rules' records of ``R`` rows, and ``K`` transposed passes of ``R`` rows; on the stacked fallback,
+  the gradient above on ``2R`` rows.
 - The parameters are held once (:func:`param_bytes`), outside the chunk.
 
 On DeepHistone (published widths, fp32, CPU) the estimate is about twice what XLA reports
@@ -145,6 +148,26 @@ def filter_sites_elements(sequences: int, length: int, filters: int, width: int)
     return sequences * length * (3 * filters + 4 * width + 2 * 4)
 
 
+def deeplift_elements(
+    sequences: int, references: int, targets: int, activations: int, length: int, *, fast: bool = True
+) -> int:
+    """Elements a DeepSHAP call holds (:func:`jaxmotif.deeplift.deep_lift_shap_kernel`).
+
+    ``fast`` (its fast path, every model whose nonlinearities are all rules): per sequence ``1 + R``
+    rows forward (the input once, its ``R`` references), the rules' records (about one row of
+    activations per reference: secants, pool switches), and ``K`` transposed passes of ``R`` rows:
+    ``(1 + R * (2 + K)) * (A + L*4)``. Otherwise the stacked fallback, the gradient of ``K``
+    targets on ``2R`` rows (:func:`gradient_elements`). Both plus the inputs, references, their
+    differences and the contributions, ``(1 + 2R + K) * L*4`` per sequence.
+    """
+    per_row = activations + length * 4
+    if fast:
+        rows = (1 + references * (2 + targets)) * per_row
+    else:
+        rows = gradient_elements(2 * references, targets, activations, length)
+    return sequences * (rows + (1 + 2 * references + targets) * length * 4)
+
+
 def forward_elements(rows: int, activations: int, length: int) -> int:
     """Elements a forward-only call holds: ``rows * (A + L*4)``."""
     return rows * (activations + length * 4)
@@ -219,6 +242,38 @@ def path_plan(
     n = avail // max(path_elements(1, s, k, references, activations, length), 1)
     n = max(1, min(sequences, n, max_sequences or sequences))
     return n, s, k
+
+
+def deeplift_plan(
+    budget: int,
+    *,
+    sequences: int,
+    references: int,
+    targets: int,
+    activations: int,
+    length: int,
+    fast: bool = True,
+    fixed_bytes: int = 0,
+    itemsize: int = ITEMSIZE,
+    max_sequences: int | None = None,
+) -> tuple[int, int]:
+    """(sequences per call, targets per call) for DeepSHAP with ``references`` per sequence.
+
+    Targets are split only when one sequence with every target does not fit; at least one sequence
+    and one target per call (a budget below that is exceeded, not refused).
+    """
+    avail = _available(budget, fixed_bytes, itemsize)
+
+    def held(n, k):
+        return deeplift_elements(n, references, k, activations, length, fast=fast)
+
+    k = targets
+    if held(1, k) > avail:  # linear in k: the most targets one sequence can take
+        step = held(1, 1) - held(1, 0)
+        k = max(1, min(targets, (avail - held(1, 0)) // step))
+    fit = avail // held(1, k)
+    n = max(1, min(sequences, fit, max_sequences or sequences))
+    return n, k
 
 
 def forward_plan(

@@ -39,6 +39,11 @@ def test_plans_fit_the_budget_whatever_the_sizes():
         g_n, g_k = memory.gradient_plan(budget, rows=n, **kw)
         assert 1 <= g_n <= n and 1 <= g_k <= t
         assert memory.gradient_elements(g_n, g_k, act, length) * memory.ITEMSIZE + fixed <= budget
+        for fast in (True, False):
+            d_n, d_k = memory.deeplift_plan(budget, sequences=n, references=max(refs, 1), fast=fast, **kw)
+            assert 1 <= d_n <= n and 1 <= d_k <= t
+            held = memory.deeplift_elements(d_n, max(refs, 1), d_k, act, length, fast=fast)
+            assert held * memory.ITEMSIZE + fixed <= budget or (d_n, d_k) == (1, 1)
     # A bigger budget never gives smaller chunks; everything fits in one call when there is room.
     assert memory.path_plan(2**40, sequences=5, points=64, references=2, **kw) == (5, 64, t)
 
@@ -132,3 +137,34 @@ def test_resolve_budget_and_default():
     assert memory.resolve_budget(None) == memory.default_memory_budget() > 0
     with pytest.raises(ValueError, match="max_memory"):
         memory.resolve_budget(-1)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "stacked-fallback"])
+def test_deep_lift_shap_calls_fill_the_budget_as_xla_counts_it(model, monkeypatch, fast):
+    """DeepSHAP's plan against XLA's memory analysis of the calls it makes, on the path the kernel
+    takes: each call under the budget (no under-estimate), and above 1/1.5 of it (no over-estimate:
+    the stacked 2R-row estimate on the fast path, about twice XLA's, fails here)."""
+    from jaxmotif import deeplift
+
+    rng = np.random.default_rng(2)
+    seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (5, 64))]
+    dnase = rng.random((5, 64)).astype(np.float32)
+    refs = np.stack([rng.permuted(seq, axis=1) for _ in range(4)], axis=1)  # (5, R=4, 64, 4)
+    if not fast:  # a nonlinearity without a rule: the kernel falls back to the stacked pass
+        monkeypatch.setattr(deeplift, "DEEPLIFT_OPS", deeplift.DEEPLIFT_OPS._replace(relu=jax.nn.relu))
+        model = jaxmotif.Model(model.module())  # no cached path or closures from other tests
+    apply_fn = lambda p, s, d: model.apply(p, s, d, ops=deeplift.DEEPLIFT_OPS)  # noqa: E731
+    assert deeplift.takes_fast_path(apply_fn, model.params, (64, 4), (64,)) == fast
+    act = memory.activation_elements(model)
+    fixed = 2 * memory.param_bytes(model)  # parameters, and the backward's transposed weights
+    # Room for two sequences with all 7 targets: 5 sequences go as 2 + 2 + 1.
+    budget = fixed + memory.ITEMSIZE * memory.deeplift_elements(2, 4, 7, act, 64, fast=fast)
+    assert deeplift._chunks(model, 5, 4, 7, None, budget, fast=fast) == (2, 7)
+    peaks = []
+    monkeypatch.setattr(deeplift, "map_batches", _spy(peaks, memory.param_bytes(model)))
+    # warning_threshold: the plain ReLU of the fallback case breaks summation-to-delta, as it should
+    kw = dict(target=None, references=refs, max_memory=budget, warning_threshold=np.inf)
+    got = jaxmotif.deep_lift_shap(model, seq, dnase, **kw)
+    assert got.shape == (5, 7, 64, 4)
+    assert len(peaks) == 1  # one target group, every target in it
+    assert budget / 1.5 <= peaks[0] <= budget, (peaks, budget)
