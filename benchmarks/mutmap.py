@@ -2,6 +2,7 @@
 
     python -m benchmarks.mutmap [--quick] [--device cpu|gpu] [--precision fp32,bf16] [--json out.json]
     python -m benchmarks.mutmap --accuracy [--precision bf16] [--windows 3]   # delta agreement only
+    python -m benchmarks.mutmap --position-chunks 64,128,256 [--precision fp32,bf16]  # fast ISM sweep only
 
 Model: DeepHistone as published (widths 128/256/512, hidden 925, L = 1000, both branches), random
 weights in ``convert.torch_reference.NetDeepHistone`` converted to jaxmotif. One 1000-bp window,
@@ -23,6 +24,11 @@ Every tf32/bf16 row carries its accuracy against fp32 on the same window: the co
 delta maps (p(ŝ) − p(s), not raw outputs) and the relative error over the 1 % of substitutions with
 the largest fp32 |delta|. ``--accuracy`` prints only that agreement, for the fast kernel on the
 published widths at L = 208 (random and trained-like weights) and on the bundled demo model.
+
+``--position-chunks C1,C2,..`` times only the fast kernel (``jaxmotif.mutation_map(method="fast")``'s
+compiled kernel, positions per step = C) on the same window and weights, once per value and
+precision, each in steady state after its own compile, and checks every value's outputs against the
+first value's (the chunking must not change them beyond rounding).
 """
 
 import argparse
@@ -56,6 +62,11 @@ def parse_args(argv=None):
         "published widths at L=208 (random and trained-like weights) and the demo model",
     )
     p.add_argument("--windows", type=int, default=3, help="windows per model for --accuracy (default 3)")
+    p.add_argument(
+        "--position-chunks",
+        metavar="C1,C2,...",
+        help="only the fast kernel, timed once per position_chunk value (positions per step), e.g. 16,32,64",
+    )
     p.add_argument("--repeats", type=int, help="timed repeats (default 5, --quick 2)")
     p.add_argument(
         "--loop-sample", type=int, help="mutants timed for the seed's loop (default 100, --quick 20)"
@@ -239,6 +250,63 @@ def time_jaxmotif(model, seq, dnase, method, precision, repeats):
     return {"seconds_per_window": steady, "compile_seconds": max(first - steady, 0.0)}
 
 
+def position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats) -> list[dict]:
+    """Steady-state seconds per window of the fast kernel for each position chunk and precision.
+
+    The kernel is :func:`jaxmotif.ism.compiled_mutation_map`'s (``mutant_chunk = 3 * chunk`` gives
+    ``chunk`` positions per step), so the timed program is the one users run. Each row also holds
+    ``max_abs_diff_vs_first``: its outputs against those of the first chunk value, same precision.
+    """
+    import jax
+
+    from jaxmotif.ism import compiled_mutation_map
+
+    s, d = jax.device_put(seq[None]), jax.device_put(dnase[None])
+    rows = []
+    for precision in precisions:
+        first = None
+        for chunk in chunks:
+            kernel = compiled_mutation_map(
+                model, score="raw", precision=precision, method="fast", mutant_chunk=3 * chunk
+            )
+            t0 = time.perf_counter()
+            out = np.asarray(kernel(model.params, s, d).block_until_ready())
+            first_call = time.perf_counter() - t0
+            steady = median_time(lambda k=kernel: k(model.params, s, d).block_until_ready(), repeats)
+            first = out if first is None else first
+            row = {
+                "implementation": "jaxmotif fast",
+                "precision": precision,
+                "position_chunk": chunk,
+                "seconds_per_window": steady,
+                "compile_seconds": max(first_call - steady, 0.0),
+                "mutants_per_second": 3 * seq.shape[0] / steady,
+                "max_abs_diff_vs_first": float(np.max(np.abs(out - first))),
+            }
+            rows.append(row)
+            print(f"  position_chunk {chunk:<5} {precision:<5} {steady:.4g} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def print_sweep(rows, model_name, dims, default_chunk) -> None:
+    import jax
+
+    print(f"\nFast ISM, one {dims['seq_len']}-bp window, {model_name} DeepHistone {dims}")
+    print(f"device: {jax.devices()[0].device_kind}; default position_chunk here: {default_chunk}")
+    columns = ("precision", "position_chunk", "s / window", "mutants / s", "compile s", "vs default")
+    print("| " + " | ".join(columns) + " | max abs Δ vs first |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        same = [b for b in rows if b["precision"] == r["precision"] and b["position_chunk"] == default_chunk]
+        base = same[0] if same else None
+        ratio = "" if base is None else f"{base['seconds_per_window'] / r['seconds_per_window']:.2f}x"
+        print(
+            f"| {r['precision']} | {r['position_chunk']} | {r['seconds_per_window']:.4g} | "
+            f"{r['mutants_per_second']:,.0f} | {r['compile_seconds']:.1f} | {ratio} | "
+            f"{r['max_abs_diff_vs_first']:.1e} |"
+        )
+
+
 def torch_mutants(seq):
     """All 3·L single-base mutants of one window, (3L, 4, L) channels-first as PyTorch takes them."""
     length = seq.shape[0]
@@ -370,6 +438,15 @@ def main(argv=None) -> int:
                     {"benchmark": "mutmap-accuracy", "device": jax.devices()[0].device_kind, "rows": rows}, f
                 )
         return 0
+    chunks = None
+    if args.position_chunks is not None:
+        try:
+            chunks = [int(c) for c in args.position_chunks.split(",") if c.strip()]
+        except ValueError:
+            chunks = []
+        if not chunks or min(chunks) < 1:
+            print(f"error: --position-chunks {args.position_chunks!r}: positive integers", file=sys.stderr)
+            return 1
     repeats = args.repeats or (2 if args.quick else 5)
     sample = args.loop_sample or (10 if args.quick else 100)
     dims = QUICK_CPU if args.quick and args.device == "cpu" else PUBLISHED
@@ -380,6 +457,32 @@ def main(argv=None) -> int:
     seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, length)]
     dnase = rng.random(length).astype(np.float32)
     mutants = 3 * length
+    if chunks is not None:
+        default_chunk = 32 if jax.default_backend() == "cpu" else 256  # jaxmotif.ism_fast's defaults
+        print(f"model: {model_name} {dims}, device: {jax.devices()[0].device_kind}", file=sys.stderr)
+        rows = position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats)
+        print_sweep(rows, model_name, dims, default_chunk)
+        if args.json:
+            report = {
+                "benchmark": "mutmap-position-chunk",
+                "model": {
+                    "name": model_name,
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dims.items()},
+                },
+                "device": {
+                    "kind": args.device,
+                    "name": jax.devices()[0].device_kind,
+                    "host": platform.processor(),
+                },
+                "versions": {"jax": jax.__version__, "torch": torch.__version__},
+                "repeats": repeats,
+                "default_position_chunk": default_chunk,
+                "rows": rows,
+            }
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+            print(f"\nwrote {args.json}")
+        return 0
     try:
         import jaxmotif.ism_fast  # noqa: F401
 
