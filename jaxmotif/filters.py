@@ -254,9 +254,10 @@ def _reduce_over_chunks(
     """Reduces ``fn(params, seq_chunk, valid_chunk)`` over fixed-size chunks sharded on all devices.
 
     Unlike :func:`jaxmotif.batching.map_batches` (which pads by repeating rows and keeps per-row
-    results), the results here are reductions over a chunk, so the tail is padded with zero rows
-    that ``valid`` masks out. Each chunk's result (a pytree) is fetched as float64 NumPy and merged
-    with ``combine``; the next chunk is dispatched before the previous result is fetched.
+    results), the results here are reductions over a chunk, so the tail is padded with N rows
+    (all-zero one-hot, or -1 base indices) that ``valid`` masks out. Each chunk's result (a
+    pytree) is fetched as float64 NumPy and merged with ``combine``; the next chunk is dispatched
+    before the previous result is fetched.
     """
     mesh = batch_mesh()
     n = seq.shape[0]
