@@ -94,6 +94,8 @@ def main(argv=None) -> int:
             from benchmarks.classic import bench_classic
 
             results += bench_classic(precision=precision, device=device, quick=args.quick)
+        if args.out:  # the rows so far, so that a run cut short (a device timeout) keeps them
+            common.write_json(args.out, env, results)
     if "scan" in tasks:  # the demo model, fp32: the scan pipeline against its kernel alone
         from benchmarks.scan import bench_scan_results
 

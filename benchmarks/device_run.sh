@@ -9,7 +9,9 @@
 # left), each writing its own OUTDIR/NAME.json and OUTDIR/NAME.log; a step that fails or times out
 # does not stop the ones after it, and one with under 20 s left is skipped. OUTDIR/steps.tsv lists
 # every step's exit status (124 = timed out, its JSON then missing) and seconds. The caps add up to
-# more than the budget: the last steps (classic, bpnet, hlo) run only when the first finish early.
+# more than the budget: the last steps (classic, bpnet, deeplift, hlo) run only when the first ones
+# finish early. `python -m benchmarks` and the sweep rewrite their JSON after each precision / row,
+# so a step cut short keeps what it measured.
 #
 # Rehearsal on a CPU (same steps and options, --quick sizes and batches, chunks 16,32, hlo of the
 # forward only, caps times BENCH_CAP_SCALE):
@@ -78,6 +80,9 @@ step classic 60 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision fp
 # BPNet needs bpnet-lite and tangermeme (the image may lack them: then the step exits 1 at once)
 step bpnet 60 bash -c "$py -c 'import bpnetlite, tangermeme' || exit 1; $py -m benchmarks --device $dev \
 ${quick[*]} --precision fp32 --tasks bpnet --out $out/bpnet.json"
+# DeepSHAP beside tangermeme (no GPU row yet), only when time is left and tangermeme is installed
+step deeplift 90 bash -c "$py -c 'import tangermeme' || exit 1; $py -m benchmarks --device $dev ${quick[*]} \
+--precision fp32,bf16 --tasks deeplift --out $out/deeplift.json"
 # the compiled GPU program's FLOPs and bytes (compiles only): whatever time is left
 step hlo 600 "$py" -m benchmarks.hlo "${hlo_args[@]}" --precision fp32,bf16 --json "$out/hlo.json"
 echo "== done in $((SECONDS - start))s of ${total}s"

@@ -250,12 +250,13 @@ def time_jaxmotif(model, seq, dnase, method, precision, repeats):
     return {"seconds_per_window": steady, "compile_seconds": max(first - steady, 0.0)}
 
 
-def position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats) -> list[dict]:
+def position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats, on_row=None) -> list[dict]:
     """Steady-state seconds per window of the fast kernel for each position chunk and precision.
 
     The kernel is :func:`jaxmotif.ism.compiled_mutation_map`'s (``mutant_chunk = 3 * chunk`` gives
     ``chunk`` positions per step), so the timed program is the one users run. Each row also holds
     ``max_abs_diff_vs_first``: its outputs against those of the first chunk value, same precision.
+    ``on_row(rows)`` is called after each row (to save what is measured before a timeout).
     """
     import jax
 
@@ -284,6 +285,8 @@ def position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats) -> list
                 "max_abs_diff_vs_first": float(np.max(np.abs(out - first))),
             }
             rows.append(row)
+            if on_row is not None:
+                on_row(rows)
             print(f"  position_chunk {chunk:<5} {precision:<5} {steady:.4g} s", file=sys.stderr, flush=True)
     return rows
 
@@ -460,9 +463,10 @@ def main(argv=None) -> int:
     if chunks is not None:
         default_chunk = 32 if jax.default_backend() == "cpu" else 256  # jaxmotif.ism_fast's defaults
         print(f"model: {model_name} {dims}, device: {jax.devices()[0].device_kind}", file=sys.stderr)
-        rows = position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats)
-        print_sweep(rows, model_name, dims, default_chunk)
-        if args.json:
+
+        def save(rows):
+            if not args.json:
+                return
             report = {
                 "benchmark": "mutmap-position-chunk",
                 "model": {
@@ -481,6 +485,10 @@ def main(argv=None) -> int:
             }
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=2)
+
+        rows = position_chunk_sweep(model, seq, dnase, chunks, precisions, repeats, on_row=save)
+        print_sweep(rows, model_name, dims, default_chunk)
+        if args.json:
             print(f"\nwrote {args.json}")
         return 0
     try:
