@@ -18,7 +18,9 @@ The estimate (pure arithmetic, documented here and tested against XLA's own memo
 - The parameters are held once (:func:`param_bytes`), outside the chunk.
 
 On DeepHistone (published widths, fp32, CPU) the estimate is about twice what XLA reports
-(``compile().memory_analysis()``), so a budget is an upper bound, not a target.
+(``compile().memory_analysis()``), so a budget is an upper bound, not a target. DeepSHAP's is
+1.0-1.5x XLA's on the test and demo models, on either path
+(``benchmarks/results/cpu_2026-11-29_deeplift_memory.txt``).
 """
 
 from __future__ import annotations
