@@ -60,7 +60,7 @@ step() {
     return 0
 }
 
-step environment 20 bash -c "(nvidia-smi -L || echo 'no nvidia-smi'); $py -c \"import jax, flax, torch; \
+step environment 30 bash -c "(nvidia-smi -L || echo 'no nvidia-smi'); $py -c \"import jax, flax, torch; \
 print('jax', jax.__version__, 'flax', flax.__version__, 'torch', torch.__version__, jax.devices())\""
 # 1. fast ISM position_chunk sweep, published model (narrow on a CPU rehearsal), bf16 then fp32
 step position_chunk 150 "$py" -m benchmarks.mutmap --device "$dev" "${quick[@]}" --precision bf16,fp32 \
