@@ -408,7 +408,9 @@ def _chunks(
 
     The DeepSHAP plan of :mod:`jaxmotif.memory` for the kernel's path: ``fast`` (``1 + R`` rows
     forward, ``R`` rows per target transposed) or the stacked fallback (``2R`` rows both ways).
-    The backward pass also holds transposed copies of the weights: the parameters count twice.
+    The parameters count twice: without that, XLA's smallest calls on the test model held up to
+    6 % more than the estimate (their temporaries hold more than the rows: weight copies for the
+    transposed passes, presumably; ``benchmarks/results/cpu_2026-11-29_deeplift_memory.txt``).
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
