@@ -3,14 +3,15 @@
 # Its image's python3 has jax, flax, optax, orbax and torch; the repo goes on PYTHONPATH.
 #
 # usage (repo root): bash benchmarks/device_run.sh OUTDIR [TOTAL_SECONDS]
+#   with the device tool: command "bash benchmarks/device_run.sh $OUT", timeout_s 570
 #
 # Everything runs within TOTAL_SECONDS (default 530: 9 minutes with the kill grace) from the start.
 # Steps run in order of priority, each in its own process under `timeout` min(its cap, the time
 # left), each writing its own OUTDIR/NAME.json and OUTDIR/NAME.log; a step that fails or times out
 # does not stop the ones after it, and one with under 20 s left is skipped. OUTDIR/steps.tsv lists
-# every step's exit status (124 = timed out, its JSON then missing) and seconds. The caps add up to
-# more than the budget: the last steps (classic, bpnet, deeplift, hlo) run only when the first ones
-# finish early. `python -m benchmarks` and the sweep rewrite their JSON after each precision / row,
+# every step's exit status (124 = timed out: its JSON holds what finished, or is missing) and
+# seconds. The caps add up to more than the budget: the last steps (classic, bpnet, deeplift, hlo)
+# run only when the first ones finish early. `python -m benchmarks` and the sweep rewrite their JSON after each precision / row,
 # so a step cut short keeps what it measured.
 #
 # Rehearsal on a CPU (same steps and options, --quick sizes and batches, chunks 16,32, hlo of the
@@ -65,10 +66,11 @@ print('jax', jax.__version__, 'flax', flax.__version__, 'torch', torch.__version
 # 1. fast ISM position_chunk sweep, published model (narrow on a CPU rehearsal), bf16 then fp32
 step position_chunk 150 "$py" -m benchmarks.mutmap --device "$dev" "${quick[@]}" --precision bf16,fp32 \
     --position-chunks "$chunks" --json "$out/position_chunk.json"
-# 2. the table of the last H200 run, one JSON per step
-step forward_saliency 150 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision fp32,tf32,bf16 \
+# 2. the table of the last H200 run, one JSON per step; bf16 (the goals) first, so that a step
+#    cut short by its timeout still has those rows (the JSON is rewritten after each precision)
+step forward_saliency 170 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision bf16,fp32,tf32 \
     --tasks forward,saliency "${batch[@]}" --out "$out/forward_saliency.json"
-step mutmap 100 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision fp32,bf16 --tasks mutmap \
+step mutmap 100 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision bf16,fp32 --tasks mutmap \
     --skip-torch-compile --out "$out/mutmap.json"
 # conv1 PWMs: float32, uint8 one-hot and int8 base-index input in one run
 step pwms 45 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision bf16 --tasks pwms \
