@@ -364,7 +364,8 @@ def test_sharded_over_8_devices_equals_one(tmp_path, pair):
     _, model = pair
     x = random_onehot(np.random.default_rng(8), 13, 48)
     kernel, bias = conv1_weights(model)
-    np.savez(tmp_path / "in.npz", x=x, kernel=kernel, bias=bias)
+    idx = (np.argmax(x, -1) - (x.sum(-1) == 0)).astype(np.int8)  # the same sequences as base indices
+    np.savez(tmp_path / "in.npz", x=x, idx=idx, kernel=kernel, bias=bias)
     code = textwrap.dedent(f"""
         import jax, numpy as np
         from jaxmotif.filters import conv1_pwms
@@ -372,7 +373,8 @@ def test_sharded_over_8_devices_equals_one(tmp_path, pair):
         d = np.load({str(tmp_path / "in.npz")!r})
         a = conv1_pwms((d["kernel"], d["bias"]), d["x"], threshold_factor=0.6, batch_size=8)
         b = conv1_pwms((d["kernel"], d["bias"]), d["x"], mode="max-activation", batch_size=8)
-        np.savez({str(tmp_path / "out.npz")!r}, a=a.counts, b=b.counts, ea=a.edge_sites_excluded)
+        c = conv1_pwms((d["kernel"], d["bias"]), d["idx"], mode="max-activation", batch_size=8)
+        np.savez({str(tmp_path / "out.npz")!r}, a=a.counts, b=b.counts, c=c.counts, ea=a.edge_sites_excluded)
     """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -383,6 +385,7 @@ def test_sharded_over_8_devices_equals_one(tmp_path, pair):
         got["ea"], conv1_pwms((kernel, bias), x, threshold_factor=0.6).edge_sites_excluded
     )
     np.testing.assert_array_equal(got["b"], conv1_pwms((kernel, bias), x, mode="max-activation").counts)
+    np.testing.assert_array_equal(got["c"], got["b"])  # int8 indices sharded: the same counts
 
 
 def test_uint8_one_hot_gives_the_same_counts():
