@@ -268,14 +268,22 @@ class _Window:
         self.pooled1, self.pooled2 = self.length // POOL, self.length // POOL // POOL
         w3 = cfg.widths[2]
         # Reference pass: every stage's block output (it holds every layer's output) and its
-        # transition output before the pool (the max-pool of the changes needs it).
-        block1_ref = branch.block1(branch.conv1(seq[None]))  # (1, L, 4 w1)
-        pre1_ref = _prepool(branch.trans1, block1_ref)  # (1, L, w2)
-        block2_ref = branch.block2(maxpool(pre1_ref))  # (1, L/4, 4 w2)
-        pre2_ref = _prepool(branch.trans2, block2_ref)  # (1, L/4, w3)
+        # transition output before the pool (the max-pool of the changes needs it). In float32
+        # whatever the precision (the same weights, upcast): it is one forward per window, and the
+        # changes' BN/ReLU and max-pools read it, so bf16 rounding here would move where they
+        # switch. Measured (benchmarks.mutmap --accuracy, published widths, random weights): bf16
+        # delta correlation with fp32 0.9964 with a bf16 reference pass, 0.9987 with a float32
+        # pass stored as bf16, 0.9998 stored as float32 (kept: +13 % bytes moved in the CPU program).
+        ref_module = model.module(jax.tree.map(_upcast, params))
+        ref_branch = ref_module.seq_map
+        seq32 = seq.astype(jnp.float32)[None]
+        block1_ref = ref_branch.block1(ref_branch.conv1(seq32))  # (1, L, 4 w1)
+        pre1_ref = _prepool(ref_branch.trans1, block1_ref)  # (1, L, w2)
+        block2_ref = ref_branch.block2(maxpool(pre1_ref))  # (1, L/4, 4 w2)
+        pre2_ref = _prepool(ref_branch.trans2, block2_ref)  # (1, L/4, w3)
         flat = [maxpool(pre2_ref).reshape(1, -1)]  # (1, L/16 * w3)
         if cfg.has_dnase:  # the DNase branch never sees the mutation: run once, enters h_ref only
-            flat.append(module.dns_map(dnase[None, :, None]).reshape(1, -1))
+            flat.append(ref_module.dns_map(dnase.astype(jnp.float32)[None, :, None]).reshape(1, -1))
         flat = jnp.concatenate(flat, axis=-1).astype(jnp.float32)
         with jax.default_matmul_precision("highest"):  # the head runs in fp32 whatever the precision
             self.hidden_ref = head.hidden_pre(flat)[0]  # (hidden,) float32
@@ -377,6 +385,13 @@ class _Window:
 
     def activate(self, logits):
         return final_activation(logits.astype(jnp.float32), self.cfg.final_activation)
+
+
+def _upcast(x):
+    """bf16/f16 params to float32 (float32/float64 and integer leaves unchanged)."""
+    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+        return x.astype(jnp.float32)
+    return x
 
 
 def _prepool(trans, x):
