@@ -137,8 +137,21 @@ def test_flops_per_window_counts_the_published_model():
     dnase = branch - 2 * 9 * 3 * 128 * 1000  # conv1 sees 1 row instead of 4
     assert flops_per_window(cfg, "full") == 3001 * (branch + head) + dnase
     fast_total = flops_per_window(cfg, "fast")
-    per_variant = (fast_total - (branch + dnase + head)) / 4000  # 3 mutants + the reference per position
-    assert 0.25e9 < per_variant < 0.35e9  # issue 6: about 0.3 GFLOP per mutant
+    # Per mutant, each channel group's change on its own range (spans 9, 17, 25, 33 positions;
+    # a 9-wide convolution writes 8 more), layer k reading groups 0..k:
+    layers = (17) + (17 + 25) + (17 + 25 + 33)  # output positions x groups, summed over layers
+    trans = 9 + 17 + 25 + 33
+    per_mutant = (
+        9 * 4 * 128  # conv1: the one-hot change through its 9 taps
+        + layers * 9 * 128 * 128
+        + trans * 128 * 256  # block1 (every group 128 wide), trans1
+        + layers * 9 * 256 * 256
+        + trans * 256 * 512  # block2, trans2
+        + 9 * 512 * 925
+        + 925 * 7  # head: 9 pooled positions' rows, then the output layer
+    )
+    assert fast_total == (branch + dnase + head) + 3000 * 2 * per_mutant  # the reference is not recomputed
+    assert 0.2e9 < 2 * per_mutant < 0.35e9  # issue 6: about 0.3 GFLOP per mutant
     assert flops_per_window(cfg, "fast", all_bases=True) > fast_total
     with pytest.raises(ValueError, match="method='slow'"):
         flops_per_window(cfg, "slow")
