@@ -153,6 +153,7 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
         rows.append(analyse("saliency", sal, (model.params, seq, dnase), units=batch, unit="seq",
                             precision=precision, dump=dump))  # fmt: skip
     if "ism_fast" in tasks:
+        from jaxmotif.ism import with_precision_fp32_head
         from jaxmotif.ism_fast import mutant_predictions_fast
 
         # One position chunk for the whole window: XLA's cost analysis counts a while-loop body
@@ -162,9 +163,11 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
         def ism(p, s, d):
             return mutant_predictions_fast(model, p, s, d, position_chunk=cfg.seq_len)
 
+        # as mutation_map runs it: in bf16 the head's params stay float32 (the delta's precision)
         window = (model.params, seq[0], None if dnase is None else dnase[0])
-        rows.append(analyse("ism_fast", with_precision(ism, precision), window, units=1, unit="window",
-                            precision=precision, dump=dump))  # fmt: skip
+        wrapped = with_precision_fp32_head(ism, precision)
+        rows.append(analyse("ism_fast", wrapped, window, units=1, unit="window", precision=precision,
+                            dump=dump))  # fmt: skip
     if "deeplift" in tasks:
         from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel, takes_fast_path
 
