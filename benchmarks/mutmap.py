@@ -467,22 +467,8 @@ def main(argv=None) -> int:
         def save(rows):
             if not args.json:
                 return
-            report = {
-                "benchmark": "mutmap-position-chunk",
-                "model": {
-                    "name": model_name,
-                    **{k: list(v) if isinstance(v, tuple) else v for k, v in dims.items()},
-                },
-                "device": {
-                    "kind": args.device,
-                    "name": jax.devices()[0].device_kind,
-                    "host": platform.processor(),
-                },
-                "versions": {"jax": jax.__version__, "torch": torch.__version__},
-                "repeats": repeats,
-                "default_position_chunk": default_chunk,
-                "rows": rows,
-            }
+            report = _report("mutmap-position-chunk", model_name, dims, args.device, repeats)
+            report.update(default_position_chunk=default_chunk, rows=rows)
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=2)
 
@@ -564,26 +550,26 @@ def main(argv=None) -> int:
             f"{r['note']} |"
         )
     if args.json:
-        report = {
-            "benchmark": "mutmap",
-            "model": {
-                "name": model_name,
-                **{k: list(v) if isinstance(v, tuple) else v for k, v in dims.items()},
-            },
-            "device": {
-                "kind": args.device,
-                "name": jax.devices()[0].device_kind,
-                "host": platform.processor(),
-            },
-            "versions": {"jax": jax.__version__, "torch": torch.__version__},
-            "repeats": repeats,
-            "max_abs_diff_vs_pytorch_fp32": diff,
-            "rows": rows,
-        }
+        report = _report("mutmap", model_name, dims, args.device, repeats)
+        report.update(max_abs_diff_vs_pytorch_fp32=diff, rows=rows)
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _report(benchmark: str, model_name: str, dims: dict, device: str, repeats: int) -> dict:
+    """The JSON header every mutmap report starts with: what ran, on what, with which versions."""
+    import jax
+    import torch
+
+    return {
+        "benchmark": benchmark,
+        "model": {"name": model_name, **{k: list(v) if isinstance(v, tuple) else v for k, v in dims.items()}},
+        "device": {"kind": device, "name": jax.devices()[0].device_kind, "host": platform.processor()},
+        "versions": {"jax": jax.__version__, "torch": torch.__version__},
+        "repeats": repeats,
+    }
 
 
 if __name__ == "__main__":
