@@ -273,11 +273,17 @@ class _Walk:
                 e = op.dilation * (op.width - 1)
                 pad, off, length = e, w.off - e, w.length - e
             # conv(mutant) - conv(reference) = conv(Δ): the bias cancels, zeros stay zeros
+            # Padded here and kept apart from the convolution (the barrier): folded into the
+            # convolution's padding, a window narrower than the kernel makes XLA swap the
+            # operands into a far slower form.
+            data = jax.lax.optimization_barrier(
+                jnp.pad(w.data.astype(kernel.dtype), ((0, 0), (pad, pad), (0, 0)))
+            )
             out = jax.lax.conv_general_dilated(
-                w.data.astype(kernel.dtype),
+                data,
                 kernel,
                 window_strides=(1,),
-                padding=((pad, pad),),
+                padding="VALID",
                 rhs_dilation=(op.dilation,),
                 dimension_numbers=("NWC", "WIO", "NWC"),
                 preferred_element_type=_wide(kernel.dtype),
@@ -340,15 +346,19 @@ class _Walk:
     def densify(self, f: Flat):
         """A flattened window's change as the whole vector's (only for heads that are not a Linear
         right after the Flatten)."""
-        w = f.win
-        c = w.data.shape[-1]
-        # positions of the window inside the map, as rows of the flat vector
-        upd = jnp.zeros((MUTANTS, (w.length + 2 * self.margin) * c), w.data.dtype)
-        upd = jax.lax.dynamic_update_slice_in_dim(
-            upd, w.data.reshape(MUTANTS, -1), (w.start + self.margin) * c, axis=1
-        )
-        upd = upd[:, self.margin * c : (self.margin + w.length) * c]
-        return jnp.pad(upd, ((0, 0), (f.offset, f.size - f.offset - w.length * c)))
+        upd = self.spread(f.win).reshape(MUTANTS, -1)
+        return jnp.pad(upd, ((0, 0), (f.offset, f.size - f.offset - upd.shape[1])))
+
+    @staticmethod
+    def spread(w: Win):
+        """The change of the whole map (3, W, C), zero outside the window.
+
+        Placed in a map padded by the window's size on each side: a window that overlaps the map
+        then fits without clamping; one that does not is all zeros (masked), wherever it lands.
+        """
+        full = jnp.zeros((MUTANTS, w.length + 2 * w.size, w.data.shape[-1]), w.data.dtype)
+        full = jax.lax.dynamic_update_slice_in_dim(full, w.data, w.start + w.size, axis=1)
+        return full[:, w.size : w.size + w.length]
 
     def lowrank_linear(self, block, op, f: Flat):
         """Linear(ref + Δ) - Linear(ref) = Δ @ (the kernel rows of the window)."""
@@ -526,9 +536,7 @@ def mutant_outputs(
             if x is None:
                 outs[name] = jnp.zeros((MUTANTS, *ref_outputs[name].shape), wide)
             elif isinstance(x, Win):
-                full = jnp.zeros((MUTANTS, x.length + 2 * margin, x.data.shape[-1]), x.data.dtype)
-                full = jax.lax.dynamic_update_slice_in_dim(full, x.data, x.start + margin, axis=1)
-                outs[name] = full[:, margin : margin + x.length]
+                outs[name] = rw.spread(x)
             else:
                 outs[name] = rw.vector(x)
         return outs
