@@ -10,6 +10,8 @@ reference base ``b``; at an N row, an all-zero one-hot, bases 1, 2 and 3), held 
                                                        side (Δ read with 2h zeros each side)
     Conv 'valid' (span e = dilation * (K - 1))         conv(Δ) without bias: window grows by e on
                                                        the left
+      (a window no wider than the span: one GEMM for all K taps, each tap's product added at its
+      shift, instead of a convolution mostly over zeros)
     BatchNorm (eval)                                   Δ times its scale (the shift cancels)
     activations                                        f(r + Δ) - f(r), r the reference window
     Dropout, Tap                                       Δ
@@ -45,7 +47,7 @@ Rounding invariants (what makes a delta exact where nothing changed, at any prec
 3. Δ is float32 (float64 when the model runs in it) between layers; each convolution reads it
    in the kernel's dtype (bf16: the tensor-core path; the difference is rounded relative to its
    own size, not to the activation's) and sums in float32 (``preferred_element_type``). The
-   vectors, the low-rank update and the target view are float32.
+   vectors' changes and the low-rank update are carried like Δ; the target view is float32.
 """
 
 import dataclasses
