@@ -10,8 +10,8 @@ For each model (bpnet-lite ``BPNet(64, 8)`` 2114 bp with 2 control tracks, Basse
 the middle of one window (P and 2P), then called in turn, ``rounds`` times (a shared machine's
 load hits both alike); each window time is the fit ``t = a + bP`` taken to P = L from the two
 spans' medians (:func:`benchmarks.graph_ism.fit_window`). ``full`` (every mutant through the
-network, :func:`benchmarks.graph_ism.time_listed_full`) on the P-span, x L / P, is timed in the
-same rounds for the fast/full ratio. Also recorded: counted FLOPs per window
+network, :func:`benchmarks.graph_ism.time_listed_full`) on the P-span (or ``--full-positions``),
+x L / P, is timed in the same rounds for the fast/full ratio. Also recorded: counted FLOPs per window
 (:func:`jaxmotif.ism_graph.flops_per_window`, this tree's) and the largest difference between the
 two implementations' outputs relative to the largest output.
 """
@@ -74,7 +74,7 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
-def bench(name, model, seq, side, before, *, count, rounds):
+def bench(name, model, seq, side, before, *, count, rounds, full_count=None):
     from jaxmotif.graph.affected import mutant_outputs as after
     from jaxmotif.ism import compiled_listed_mutations
     from jaxmotif.ism_graph import flops_per_window
@@ -90,12 +90,13 @@ def bench(name, model, seq, side, before, *, count, rounds):
             calls[key] = lambda k=k: k(model.params, seq, side)
             compile_s[key] = timed(calls[key])
             outs[key] = np.asarray(calls[key](), np.float64)
-    pos, bases = substitutions(seq, spans[count])
+    full_count = count if full_count is None else full_count
+    pos, bases = substitutions(seq, span(length, full_count))
     targets = ("counts",) if name == "bpnet" else None
     full = compiled_listed_mutations(model, targets=targets, method="full")
     s, d = seq[None], None if side is None else side[None]
-    calls[("full", count)] = lambda: full(model.params, s, d, pos[None], bases[None])
-    compile_s[("full", count)] = timed(calls[("full", count)])
+    calls[("full", full_count)] = lambda: full(model.params, s, d, pos[None], bases[None])
+    compile_s[("full", full_count)] = timed(calls[("full", full_count)])
     times = {key: [] for key in calls}
     for _ in range(rounds):
         for key, call in calls.items():
@@ -105,13 +106,14 @@ def bench(name, model, seq, side, before, *, count, rounds):
         impl: fit_window(med[(impl, count)], count, med[(impl, 2 * count)], 2 * count, length)
         for impl in impls
     }
-    window["full"] = med[("full", count)] * length / count
+    window["full"] = med[("full", full_count)] * length / full_count
     scale = max(np.abs(outs[("before", count)]).max(), 1e-30)
     diff = float(np.abs(outs[("after", count)] - outs[("before", count)]).max() / scale)
     return {
         "model": name,
         "length": length,
         "positions": [count, 2 * count],
+        "full_positions": full_count,
         "rounds": rounds,
         "window_s": window,
         "fast_over_full": {impl: window["full"] / window[impl] for impl in impls},
@@ -130,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--before", required=True, help="path of the earlier jaxmotif/graph/affected.py")
     p.add_argument("--models", default="bpnet,basset,beluga")
     p.add_argument("--positions", type=int, default=32, help="P (the spans are P and 2P)")
+    p.add_argument("--full-positions", type=int, default=None, help="positions for full (default P)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -137,7 +140,16 @@ def main(argv=None) -> int:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     rows = []
     for name, model, seq, side in models(names):
-        row = bench(name, model, seq, side, before, count=args.positions, rounds=args.rounds)
+        row = bench(
+            name,
+            model,
+            seq,
+            side,
+            before,
+            count=args.positions,
+            rounds=args.rounds,
+            full_count=args.full_positions,
+        )
         rows.append(row)
         w, g = row["window_s"], row["gflops_per_window"]
         print(
