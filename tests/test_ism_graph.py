@@ -205,3 +205,27 @@ def test_bf16_delta_is_exact_zero_where_the_head_is_blind(rng):
     values, counts = np.unique(bf16[seen][bf16[seen] != 0], return_counts=True)
     assert counts.max() <= 0.01 * seen.sum()  # no value shared by many substitutions: no offset
     assert np.corrcoef(exact[seen], bf16[seen])[0, 1] >= 0.99
+
+
+def test_listed_substitutions_of_a_graph_equal_its_mutation_map(rng):
+    """``mutation_scores_at(method="fast")`` on a graph model: p(s) is the map's reference, p(ŝ)
+    the map's entry, and listing the reference base gives exactly p(s)."""
+    from jaxmotif.ism import mutation_scores_at
+
+    cfg = SMALL_BPNET
+    model = spread(Model.random(cfg, key=jax.random.key(6)))
+    seq = random_onehot(rng, 2, cfg.seq_len)
+    ctl = np.stack([side_input(rng, cfg) for _ in range(2)])
+    raw = jaxmotif.mutation_map(model, seq, ctl, score="raw", method="fast")
+    positions = np.array([[0, 5, 5, 116], [60, 60, 3, 90]])
+    bases = np.array([[1, 2, 3, 0], [0, 3, 1, 2]])
+    bases[0, 0] = np.argmax(seq[0, 0])  # one listed reference base
+    got = mutation_scores_at(model, seq, ctl, positions, bases, method="fast")
+    assert got.shape == (2, 4, 2, 2)
+    for n in range(2):
+        for k in range(4):
+            p, b = positions[n, k], bases[n, k]
+            np.testing.assert_allclose(got[n, k, 1], raw[n, p, b], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got[n, k, 0], raw[n, p, np.argmax(seq[n, p])], rtol=1e-5, atol=1e-6)
+            if seq[n, p, b] == 1:  # the reference base: exactly no change
+                np.testing.assert_array_equal(got[n, k, 0], got[n, k, 1])
