@@ -42,7 +42,8 @@ def mutant_predictions_graph(
     dnase: the side track of one window (DNase (L,), control (L, C)) or None.
     logits: outputs before the final activation.
     position_chunk: positions evaluated together per step (static); default 32 on CPU, 256 else.
-    positions: shape=(P,) int, only these positions (then preds is (P, 4, T)); default all.
+    positions: shape=(P,) int, only these positions (then preds is (P, 4, T)); default all. A
+        Python ``range`` (step 1) computes like the default (consecutive positions per step).
 
     Returns (preds, ref): preds shape=(L, 4, T), entry [p, b] the outputs with base b at p (the
     reference base's entry, and base 0's at an N row, is ``ref``); ref shape=(T,) the reference

@@ -229,3 +229,21 @@ def test_listed_substitutions_of_a_graph_equal_its_mutation_map(rng):
             np.testing.assert_allclose(got[n, k, 0], raw[n, p, np.argmax(seq[n, p])], rtol=1e-5, atol=1e-6)
             if seq[n, p, b] == 1:  # the reference base: exactly no change
                 np.testing.assert_array_equal(got[n, k, 0], got[n, k, 1])
+
+
+def test_classic_head_rows_per_position_or_per_step_agree(rng):
+    """A Flatten -> Linear head: the whole map (each step's positions share the kernel rows they
+    read) and listed positions (each gathers its own rows) give the same outputs; both equal
+    ``full``."""
+    from jaxmotif.models.deepsea import DeepSEAConfig
+
+    cfg = DeepSEAConfig(seq_len=180, widths=(6, 6, 6), hidden=(5,), output_names=("a", "b"))
+    model = spread(Model.random(cfg, key=jax.random.key(7)), 2.0)
+    seq = random_onehot(rng, 1, cfg.seq_len)[0]
+    whole, ref = jax.jit(lambda s: mutant_predictions_graph(model, model.params, s, position_chunk=16))(seq)
+    where = np.array([0, 17, 50, 51, 179, 3])
+    listed, ref2 = jax.jit(lambda s: mutant_predictions_graph(model, model.params, s, positions=where))(seq)
+    full = mutant_predictions_full(split_apply(model), model.params, jnp.asarray(seq), None, 96)
+    assert_rel(whole, full)
+    assert_rel(listed, np.asarray(whole)[where])
+    np.testing.assert_array_equal(ref, ref2)

@@ -73,13 +73,15 @@ class Win:
 
     start = base + off (base: a traced int shared by maps of one resolution lineage; off: static).
     data: shape=(3, A, C) the change (zero at positions outside the map). length: W, the map's
-    positions.
+    positions. stride: input positions per map position (the product of the pools so far): the
+    start of consecutive positions' windows moves by at most 1 per ``stride`` positions.
     """
 
     base: object
     off: int
     data: object
     length: int
+    stride: int
 
     @property
     def size(self) -> int:
@@ -112,6 +114,14 @@ def _data(x):
     return x.win.data if isinstance(x, Flat) else x.data
 
 
+def _rows_at(rows, start, size: int, length: int):
+    """rows[start : start + size] of a (W, ...) array, zero outside [0, W)."""
+    index = start + jnp.arange(size)
+    inside = (index >= 0) & (index < length)
+    out = jnp.take(rows, jnp.clip(index, 0, length - 1), axis=0)
+    return jnp.where(inside.reshape((-1,) + (1,) * (rows.ndim - 1)), out, jnp.zeros((), out.dtype))
+
+
 class Counter:
     """Multiply-accumulates counted while tracing: the reference pass, and one position (3 bases)."""
 
@@ -142,6 +152,8 @@ class _Walk:
         self.replay = False
         self.counter = counter
         self.seq_dependent = True  # whether the node being walked reads the sequence (counting)
+        self.probe = None  # a list: record where each low-rank update's window starts, compute nothing
+        self.shared = []  # per low-rank update, in walk order: (first row, rows a step shares)
 
     # ---- tape -----------------------------------------------------------------------------------
     def keep(self, ref):
@@ -207,7 +219,7 @@ class _Walk:
                 return ref_out, None
             if isinstance(x, Win):  # the body's window holds the input's (it only grows)
                 data = self.place(x, x_b.base, x_b.off, x_b.size) + x_b.data
-                return ref_out, Win(x_b.base, x_b.off, data, x.length)
+                return ref_out, Win(x_b.base, x_b.off, data, x.length, x.stride)
             return ref_out, Vec(self.vector(x) + self.vector(x_b))
         if isinstance(op, L.DenseBlock):
             inner = getattr(block, op.name)
@@ -317,14 +329,14 @@ class _Walk:
             off = w.off - (op.half if op.padding == "same" else span)
             length = w.length if op.padding == "same" else w.length - span
             out = self.conv_change(kernel, w.data, op.dilation)  # (3, A + span, out)
-            return Win(w.base, off, self.mask(out, w.base, off, length), length)
+            return Win(w.base, off, self.mask(out, w.base, off, length), length, w.stride)
         if isinstance(op, L.BatchNorm):
             inv = self.bn_scale(block, op, w.data.dtype)
-            return Win(w.base, w.off, w.data * L.along_channels(inv, w.data.ndim), w.length)
+            return Win(w.base, w.off, w.data * L.along_channels(inv, w.data.ndim), w.length, w.stride)
         if isinstance(op, L.Act):
             r = self.ref_window(ref, w.base, w.off, w.size)
             data = _changed(lambda v: L.activation(v, op, self.ops), r, w.data)
-            return Win(w.base, w.off, data, w.length)
+            return Win(w.base, w.off, data, w.length, w.stride)
         if isinstance(op, L.MaxPool):
             k = op.width
             base = jnp.floor_divide(w.start, k)
@@ -337,10 +349,11 @@ class _Walk:
             # a max of the same values is the same element: unchanged pool windows give exactly 0
             out = self.ops.maxpool(r + d, k) - self.ops.maxpool(r, k)
             length = w.length // k
-            return Win(base, 0, self.mask(out, base, 0, length), length)
+            return Win(base, 0, self.mask(out, base, 0, length), length, w.stride * k)
         if isinstance(op, L.Crop):
             length = w.length - 2 * op.trim
-            return Win(w.base, w.off - op.trim, self.mask(w.data, w.base, w.off - op.trim, length), length)
+            data = self.mask(w.data, w.base, w.off - op.trim, length)
+            return Win(w.base, w.off - op.trim, data, length, w.stride)
         if isinstance(op, L.Flatten):
             return Flat(w.length * w.data.shape[-1], w, 0)
         if isinstance(op, L.MeanPositions):
@@ -389,15 +402,26 @@ class _Walk:
         return full[:, w.size : w.size + w.length]
 
     def lowrank_linear(self, block, op, f: Flat):
-        """Linear(ref + Δ) - Linear(ref) = Δ @ (the kernel rows of the window)."""
+        """Linear(ref + Δ) - Linear(ref) = Δ @ (the kernel rows of the window).
+
+        With ``shared`` rows (a step of consecutive positions, see :func:`mutant_outputs`) the
+        window is placed inside the rows the whole step reads, so that the step's positions make
+        one GEMM over rows gathered once; otherwise each position gathers its own rows.
+        """
         kernel = lookup(block, op.name).kernel[...]
         w = f.win
         c = w.data.shape[-1]
         rows = kernel[f.offset : f.offset + w.length * c].reshape(w.length, c, -1)
-        index = w.start + jnp.arange(w.size)
-        inside = (index >= 0) & (index < w.length)
-        window_rows = jnp.take(rows, jnp.clip(index, 0, w.length - 1), axis=0).astype(w.data.dtype)
-        window_rows = jnp.where(inside[:, None, None], window_rows, 0.0)  # (A, C, out)
+        if self.probe is not None:  # only where the windows start (the rest is never computed)
+            self.probe.append((w.start, w.size, w.stride, w.length, rows))
+            return jnp.zeros((MUTANTS, op.out), w.data.dtype)
+        if self.shared:
+            first, shared_rows = self.shared.pop(0)  # (U, C, out), rows [first, first + U)
+            d = jnp.zeros((MUTANTS, shared_rows.shape[0], c), w.data.dtype)
+            d = jax.lax.dynamic_update_slice_in_dim(d, w.data, w.start - first, axis=1)
+            self.count(MUTANTS * shared_rows.shape[0] * c * op.out)
+            return jnp.einsum("muc,uco->mo", d, shared_rows.astype(d.dtype), preferred_element_type=d.dtype)
+        window_rows = _rows_at(rows, w.start, w.size, w.length).astype(w.data.dtype)  # (A, C, out)
         self.count(MUTANTS * w.size * c * op.out)
         return jnp.einsum("mac,aco->mo", w.data, window_rows, preferred_element_type=w.data.dtype)
 
@@ -434,7 +458,7 @@ class _Walk:
                 data = sum(parts[1:], parts[0])
             else:
                 data = self.logsumexp_change([self.ref_window(r, base, lo, hi - lo) for r in refs], parts)
-            return stored, Win(base, lo, data, length)
+            return stored, Win(base, lo, data, length, live[0].stride)
         if isinstance(op, L.Concat) and stored.ndim == 1:
             flats = [x for x in xs if isinstance(x, Flat)]
             if len(flats) == 1 and all(isinstance(x, Flat) or x is None for x in xs):
@@ -530,7 +554,9 @@ def mutant_outputs(
     seq: shape=(L, 4) one-hot reference window (an N row is all zero).
     side: the other graph inputs, name -> (L, C) (held fixed), or None.
     position_chunk: positions evaluated together per step (static).
-    positions: shape=(P,) int, evaluate only these positions (default: all L).
+    positions: shape=(P,) int, evaluate only these positions (default: all L); a Python ``range``
+        (step 1) lets each step of consecutive positions share the kernel rows a Flatten -> Linear
+        head reads, as the default does.
 
     Returns (preds, ref): preds shape=(L, 4, T) (or (P, 4, T)), entry [p, b] the outputs with base
     b at p; the reference base's entry is ``ref`` (at N rows base 0 holds ``ref``: callers mask
@@ -549,15 +575,19 @@ def mutant_outputs(
     wide = _wide(seq.dtype)
     steps_ahead = jnp.arange(1, MUTANTS + 1)
 
-    def position(p):
-        """The change of every output for the 3 substitutions at ``p``: name -> (3, ...)."""
-        rw = _Walk(module, ops, margin, counter)
-        rw.tape, rw.replay = tape, True
+    def replay(p, shared=(), probe=None):
+        """The walk of the changes at ``p``: (its values, the walk)."""
+        rw = _Walk(module, ops, margin, None if probe is not None else counter)
+        rw.tape, rw.replay, rw.shared, rw.probe = tape, True, list(shared), probe
         # Δ of the input: one-hot of the substituted base minus the reference row (0 at an N)
         bases = (ref_idx[p] + steps_ahead) % 4
         delta = jax.nn.one_hot(bases, 4, dtype=wide) - seq[p].astype(wide)[None]
-        win = Win(p, 0, delta[:, None, :], length)
-        values = _run_graph(rw, graph, inputs, {"seq": win}, want)
+        win = Win(p, 0, delta[:, None, :], length, 1)
+        return _run_graph(rw, graph, inputs, {"seq": win}, want), rw
+
+    def position(p, shared=()):
+        """The change of every output for the 3 substitutions at ``p``: name -> (3, ...)."""
+        values, rw = replay(p, shared)
         outs = {}
         for name in want:
             _, x = values[name]
@@ -572,7 +602,19 @@ def mutant_outputs(
     def step(chunk_positions):
         """(ref (T,), mutants (chunk, 3, T)): the target view of reference + Δ, in one batch with
         a zero Δ (the reference row, so a change that rounds away gives exactly ``ref``)."""
-        changes = jax.vmap(position)(chunk_positions)
+        shared = []
+        if consecutive:
+            # The low-rank updates' windows of consecutive positions start within a few rows of
+            # each other (window starts are floor((p + const) / stride)): gather the rows the
+            # whole step reads once, [first position's start, + size + ceil((chunk - 1) / stride)),
+            # instead of each position's rows apart (Beluga: 100 MB per position).
+            probe = []
+            replay(chunk_positions[0], probe=probe)  # only the starts are used (the rest is dead code)
+            n = chunk_positions.shape[0]
+            for start, size, stride, map_length, rows in probe:
+                span = size + -(-(n - 1) // stride)
+                shared.append((start, _rows_at(rows, start, span, map_length)))
+        changes = jax.vmap(lambda p: position(p, shared))(chunk_positions)
         batch = {}
         for name, d in changes.items():
             d = d.reshape(-1, *d.shape[2:])
@@ -581,6 +623,10 @@ def mutant_outputs(
         out = targets_fn(batch).astype(jnp.float32)  # (1 + 3 chunk, T)
         return out[0], out[1:].reshape(chunk_positions.shape[0], MUTANTS, -1)
 
+    # each step's positions are p0, p0 + 1, ... (the tail repeats the last): all, or a range
+    consecutive = positions is None or (isinstance(positions, range) and positions.step == 1)
+    if isinstance(positions, range):
+        positions = jnp.arange(positions.start, positions.stop, positions.step)
     positions = jnp.arange(length) if positions is None else jnp.asarray(positions)
     count = positions.shape[0]
     # Every step evaluates the same number of positions (the tail repeats the last one and is
