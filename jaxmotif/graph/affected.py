@@ -22,7 +22,9 @@ reference base ``b``; at an N row, an all-zero one-hot, bases 1, 2 and 3), held 
     Residual add, Concat, Add                          the Δs placed in the widest window
     LogSumExp                                          as an activation of its inputs
     DenseBlock                                         each layer's Δ, concatenated
-    Flatten -> Linear                                  low-rank: Δ @ (the kernel rows of the window)
+    Flatten -> Linear                                  low-rank: Δ @ (the kernel rows of the window;
+                                                       a step of consecutive positions gathers the
+                                                       rows all its windows span once: one GEMM)
     MeanPositions, SumAll                              Σ window Δ (/ W)
     Linear (on a vector)                               Δ @ kernel, without bias
 
