@@ -63,8 +63,15 @@ def time_fast_span(model, seq, side, positions, *, precision, repeats):
     from jaxmotif.ism_graph import mutant_predictions_graph
     from jaxmotif.precision import with_precision
 
-    def fn(p, s, d, where):
-        return mutant_predictions_graph(model, p, s, d, positions=where)
+    # A contiguous span goes in as a range: the kernel then computes as on a whole window (a step
+    # of consecutive positions shares the kernel rows of a Flatten -> Linear head).
+    contiguous = len(positions) > 0 and np.array_equal(
+        positions, np.arange(positions[0], positions[0] + len(positions))
+    )
+    where = range(int(positions[0]), int(positions[0]) + len(positions)) if contiguous else None
+
+    def fn(p, s, d, w):
+        return mutant_predictions_graph(model, p, s, d, positions=where if contiguous else w)
 
     kernel = jax.jit(with_precision(fn, precision))
     s = jax.device_put(seq)

@@ -205,7 +205,7 @@ def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int
             # its reference entries come from the same computation as the mutants (issue 15)
             preds = mutant_predictions_fast(model, params, s, d, position_chunk=position_chunk)
             return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
-        # derived from the graph; ref from the same sliced computation as the mutants
+        # derived from the graph; ref from the same target-view computation as the mutants
         preds, ref = mutant_predictions_graph(model, params, s, d, position_chunk=position_chunk)
         return score_mutations(preds, ref, s, score)[..., jnp.asarray(targets)]
 
@@ -365,8 +365,9 @@ def compiled_listed_mutations(model, *, targets=None, precision=None, method="fa
     """The jitted ``kernel(params, seq (N, L, 4), dnase | None, positions (N, K), bases (N, K))``
     ``-> (N, K, 2, T')``: p(s) and p(ŝ) of only the listed substitutions of each window.
 
-    Each reference output comes from the same computation as its mutant (for ``fast`` the sliced
-    recomputation at that position; for ``full`` the reference in the same batch), in float32
+    Each reference output comes from the same computation as its mutant (for ``fast``: DeepHistone's
+    sliced recomputation at that position, other graphs' zero change in the mutants' head batch;
+    for ``full`` the reference in the same batch), in float32
     after the head, so ``p(ŝ) - p(s)`` equals the mutation map's delta at those entries.
     """
     if method not in METHODS:

@@ -1,8 +1,10 @@
-"""Fast ISM for any graph model (BPNet, ChromBPNet, DeepHistone): see :mod:`jaxmotif.graph.affected`.
+"""Fast ISM for any graph model (BPNet, ChromBPNet, Basset, DeepSEA, Beluga): see
+:mod:`jaxmotif.graph.affected` (the change of the 3 substitutions of each position, carried on its
+affected windows; the reference goes through the convolutions once).
 
 ``mutation_map(..., method="fast")`` uses this for every architecture except DeepHistone, which
 keeps its hand-derived :mod:`jaxmotif.ism_fast` (faster there: it shares the head rows of 16
-positions and skips the reference base).
+positions).
 """
 
 import jax
@@ -40,10 +42,12 @@ def mutant_predictions_graph(
     dnase: the side track of one window (DNase (L,), control (L, C)) or None.
     logits: outputs before the final activation.
     position_chunk: positions evaluated together per step (static); default 32 on CPU, 256 else.
-    positions: shape=(P,) int, only these positions (then preds is (P, 4, T)); default all.
+    positions: shape=(P,) int, only these positions (then preds is (P, 4, T)); default all. A
+        Python ``range`` (step 1) computes like the default (consecutive positions per step).
 
-    Returns (preds, ref): preds shape=(L, 4, T), entry [p, b] the outputs with base b at p; ref
-    shape=(T,) the reference outputs from the same sliced computation.
+    Returns (preds, ref): preds shape=(L, 4, T), entry [p, b] the outputs with base b at p (the
+    reference base's entry, and base 0's at an N row, is ``ref``); ref shape=(T,) the reference
+    outputs from the same target-view computation as the mutants (a zero change in their batch).
     """
     cfg = model.config
     if seq.shape != (cfg.seq_len, 4):
@@ -83,7 +87,8 @@ def flops_per_window(config, method: str, *, all_bases: bool = False) -> float:
     ``full``: the reference and 3 L mutants (4 L with ``all_bases``) through every layer that
     reads the sequence; the layers that do not (a DNase branch) once. ``fast``: what the fast
     path computes: DeepHistone's :mod:`jaxmotif.ism_fast`; for other graphs one reference pass
-    plus, per position, the affected windows of all 4 bases (:mod:`jaxmotif.graph.affected`).
+    plus, per position, the changes of its 3 substitutions on their affected windows
+    (:mod:`jaxmotif.graph.affected`).
     """
     if method not in FLOP_METHODS:
         raise ValueError(f"method={method!r} must be one of {FLOP_METHODS}")
