@@ -202,7 +202,7 @@ def _fast_kernel(model, params, seq, dnase, *, score: str, targets: Sequence[int
 
     def one(s, d):
         if model.config.arch == "deephistone":  # the hand-derived kernel: faster there
-            # its reference entries come from the same computation as the mutants (issue 15)
+            # its reference entries: a zero change in the mutants' head batch (issue 15)
             preds = mutant_predictions_fast(model, params, s, d, position_chunk=position_chunk)
             return score_mutations(preds, None, s, score)[..., jnp.asarray(targets)]
         # derived from the graph; ref from the same target-view computation as the mutants
@@ -365,9 +365,8 @@ def compiled_listed_mutations(model, *, targets=None, precision=None, method="fa
     """The jitted ``kernel(params, seq (N, L, 4), dnase | None, positions (N, K), bases (N, K))``
     ``-> (N, K, 2, T')``: p(s) and p(ŝ) of only the listed substitutions of each window.
 
-    Each reference output comes from the same computation as its mutant (for ``fast``: DeepHistone's
-    sliced recomputation at that position, other graphs' zero change in the mutants' head batch;
-    for ``full`` the reference in the same batch), in float32
+    Each reference output comes from the same computation as its mutant (for ``fast``: a zero
+    change in the mutants' head batch; for ``full`` the reference in the same batch), in float32
     after the head, so ``p(ŝ) - p(s)`` equals the mutation map's delta at those entries.
     """
     if method not in METHODS:

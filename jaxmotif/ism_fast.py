@@ -436,8 +436,9 @@ def mutant_predictions_fast(
         four are substitutions there, at 4/3 of the cost.
     position_chunk: positions evaluated together per step (rounded up to a multiple of 16);
         memory grows with it (the head's update runs once per window, after the steps: at the
-        published size, XLA's temporaries per window are 297 MB at 32 and 590 MB at 256). Static. Default: 32 on CPU (measured best on 2 cores), 256 on
-        accelerators, where small steps would leave the device idle.
+        published size, XLA's temporaries per window are 297 MB at 32 and 590 MB at 256).
+        Static. Default: 32 on CPU (measured best on 2 cores), 256 on accelerators, where small
+        steps would leave the device idle.
 
     Returns shape=(L, 4, T) float32: entry [p, b] is the output for ``seq`` with base b at
     position p; the reference base's entry is the reference output p(s) as computed beside the

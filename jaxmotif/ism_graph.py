@@ -3,8 +3,8 @@
 affected windows; the reference goes through the convolutions once).
 
 ``mutation_map(..., method="fast")`` uses this for every architecture except DeepHistone, which
-keeps its hand-derived :mod:`jaxmotif.ism_fast` (faster there: it shares the head rows of 16
-positions).
+keeps its hand-derived :mod:`jaxmotif.ism_fast` (faster there: 7.3 vs 10.0 s of CPU time per
+published-size window on the 2-core CPU, fp32, 2026-11-29; both carry changes, equal within 2e-7).
 """
 
 import jax
