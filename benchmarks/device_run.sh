@@ -31,11 +31,13 @@ if [[ $dev == cpu ]]; then
     chunks=16,32
     hlo_args=(--tasks forward --batch 2)
     batch=()
+    scan_args=(--windows 2,4 --repeats 1 --shuffles 4)
 else
     quick=()
     chunks=64,128,256,512,1000
     hlo_args=()
     batch=(--batch 256)
+    scan_args=(--model published --precision bf16 --windows 8,24 --repeats 2)
 fi
 start=$SECONDS
 printf 'step\trc\tseconds\n' > "$out/steps.tsv"
@@ -72,6 +74,8 @@ step forward_saliency 170 "$py" -m benchmarks --device "$dev" "${quick[@]}" --pr
     --tasks forward,saliency "${batch[@]}" --out "$out/forward_saliency.json"
 step mutmap 100 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision bf16,fp32 --tasks mutmap \
     --skip-torch-compile --out "$out/mutmap.json"
+# the scan pipeline against its kernel alone (issue 14 item 4), published model, bf16 (demo on a CPU)
+step scan 120 "$py" -m benchmarks.scan --device "$dev" "${scan_args[@]}" --json "$out/scan.json"
 # conv1 PWMs: float32, uint8 one-hot and int8 base-index input in one run
 step pwms 45 "$py" -m benchmarks --device "$dev" "${quick[@]}" --precision bf16 --tasks pwms \
     --out "$out/pwms.json"

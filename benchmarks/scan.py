@@ -1,6 +1,7 @@
-"""The scan pipeline against its kernel alone: marginal cost per window, demo model.
+"""The scan pipeline against its kernel alone: marginal cost per window, demo or published model.
 
     python -m benchmarks.scan [--windows 8,24] [--repeats 2] [--json out.json]
+    python -m benchmarks.scan --device gpu --model published --precision bf16   # issue 14 item 4
     python -m benchmarks --tasks scan
 
 For ``mutmap`` (fast ISM, all outputs, delta) and ``attribute`` (DeepSHAP hypothetical, all
@@ -28,12 +29,21 @@ from pathlib import Path
 import numpy as np
 
 
-def _setup():
+def _setup(model_name: str = "demo"):
+    """(model, demo genome, demo DNase reader, scratch folder). ``published``: random weights at the
+    published sizes (L = 1000 like the demo model, so the same demo windows and DNase serve)."""
     from jaxmotif.demo import demo_model, demo_paths, writable_genome
     from jaxmotif.io.bigwig import BigWigReader
     from jaxmotif.io.fasta import Genome
 
-    model = demo_model()
+    if model_name == "published":
+        import jax
+
+        from jaxmotif.models import DeepHistoneConfig, Model
+
+        model = Model.random(DeepHistoneConfig(), key=jax.random.key(0))
+    else:
+        model = demo_model()
     tmp = Path(tempfile.mkdtemp(prefix="jaxmotif-bench-scan-"))
     genome = Genome(str(writable_genome(tmp / "genome")))
     dnase = BigWigReader(str(demo_paths().dnase))
@@ -57,7 +67,7 @@ def _tiles(genome, n: int, length: int):
     return tile_regions(regions, length)
 
 
-def _mutmap_kernel(model, genome, dnase, windows, batch):
+def _mutmap_kernel(model, genome, dnase, windows, batch, precision):
     import jax
 
     from jaxmotif.ism import compiled_mutation_map
@@ -65,7 +75,7 @@ def _mutmap_kernel(model, genome, dnase, windows, batch):
 
     # The very compiled function the scan runs (int8 bases, one-hot built on the device), so the
     # ratio measures the pipeline alone.
-    inner = compiled_mutation_map(model, score="delta", method="fast")
+    inner = compiled_mutation_map(model, score="delta", method="fast", precision=precision)
     kernel = indices_kernel(model, ("mutation_map", id(inner)), inner)
     placed = []
     for i in range(0, len(windows), batch):
@@ -79,7 +89,7 @@ def _mutmap_kernel(model, genome, dnase, windows, batch):
     return run
 
 
-def _mutmap_scan(model, genome, dnase, windows, batch, tmp):
+def _mutmap_scan(model, genome, dnase, windows, batch, tmp, precision):
     from jaxmotif.io.zarr_store import MutmapStore
     from jaxmotif.scan import scan_windows
 
@@ -87,18 +97,18 @@ def _mutmap_scan(model, genome, dnase, windows, batch, tmp):
         chroms = list(dict.fromkeys(w.chrom for w in windows))
         path = Path(tempfile.mkdtemp(dir=tmp)) / "s.zarr"
         store = MutmapStore.create(path, {c: genome.chrom_size(c) for c in chroms}, model.output_names, {})
-        scan_windows(model, genome, windows, store, dnase_reader=dnase, batch_size=batch)
+        scan_windows(model, genome, windows, store, dnase_reader=dnase, batch_size=batch, precision=precision)
 
     return run
 
 
-def _attr_kernel(model, genome, dnase, windows, batch, shuffles):
+def _attr_kernel(model, genome, dnase, windows, batch, shuffles, precision):
     import jax
 
     from jaxmotif.scan import attribution_launcher, read_windows, shuffled_reference_indices
 
     targets = tuple(range(model.config.num_outputs))
-    launch = attribution_launcher(model, "deep_lift_shap", targets)
+    launch = attribution_launcher(model, "deep_lift_shap", targets, precision=precision)
     key = jax.random.key(0)
     placed = []
     for i in range(0, len(windows), batch):
@@ -113,7 +123,7 @@ def _attr_kernel(model, genome, dnase, windows, batch, shuffles):
     return run
 
 
-def _attr_scan(model, genome, dnase, windows, batch, shuffles, tmp):
+def _attr_scan(model, genome, dnase, windows, batch, shuffles, tmp, precision):
     from jaxmotif.io.attribution_writer import AttributionStoreWriter
     from jaxmotif.scan import scan_attributions
 
@@ -133,6 +143,7 @@ def _attr_scan(model, genome, dnase, windows, batch, shuffles, tmp):
             dnase_reader=dnase,
             batch_size=batch,
             n_shuffles=shuffles,
+            precision=precision,
         )
 
     return run
@@ -170,11 +181,19 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def bench_scan(*, counts=(8, 24), repeats: int = 2, shuffles: int = 20, tasks=("mutmap", "attribute")):
+def bench_scan(
+    *,
+    counts=(8, 24),
+    repeats: int = 2,
+    shuffles: int = 20,
+    tasks=("mutmap", "attribute"),
+    model_name: str = "demo",
+    precision: str | None = None,
+):
     """Rows ``{task, n1, n2, kernel_s_per_window, scan_s_per_window, ratio, times}``."""
     import jax
 
-    model, genome, dnase, tmp = _setup()
+    model, genome, dnase, tmp = _setup(model_name)
     length = model.config.seq_len
     n1, n2 = counts
     rows = []
@@ -186,13 +205,13 @@ def bench_scan(*, counts=(8, 24), repeats: int = 2, shuffles: int = 20, tasks=("
             ws = _tiles(genome, n, length)
             if task == "mutmap":
                 makers[n] = (
-                    _mutmap_kernel(model, genome, dnase, ws, batch),
-                    _mutmap_scan(model, genome, dnase, ws, batch, tmp),
+                    _mutmap_kernel(model, genome, dnase, ws, batch, precision),
+                    _mutmap_scan(model, genome, dnase, ws, batch, tmp, precision),
                 )
             else:
                 makers[n] = (
-                    _attr_kernel(model, genome, dnase, ws, batch, shuffles),
-                    _attr_scan(model, genome, dnase, ws, batch, shuffles, tmp),
+                    _attr_kernel(model, genome, dnase, ws, batch, shuffles, precision),
+                    _attr_scan(model, genome, dnase, ws, batch, shuffles, tmp, precision),
                 )
         for k, s in makers.values():  # warm-up: compile both paths
             k()
@@ -213,6 +232,9 @@ def bench_scan(*, counts=(8, 24), repeats: int = 2, shuffles: int = 20, tasks=("
         rows.append(
             {
                 "task": task,
+                "model": model_name,
+                "precision": precision or "fp32",
+                "device": jax.devices()[0].device_kind,
                 "windows": [n1, n2],
                 "batch": batch,
                 "kernel_s_per_window": kernel,
@@ -270,14 +292,23 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--shuffles", type=int, default=20, help="DeepSHAP references per window (default 20)")
     p.add_argument("--tasks", default="mutmap,attribute")
+    p.add_argument("--model", choices=("demo", "published"), default="demo",
+                   help="demo (trained, narrow) or published (random weights, published sizes)")  # fmt: skip
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
     import jax
 
-    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_platforms", "cpu" if args.device == "cpu" else "cuda,cpu")
     n1, n2 = (int(x) for x in args.windows.split(","))
     rows = bench_scan(
-        counts=(n1, n2), repeats=args.repeats, shuffles=args.shuffles, tasks=args.tasks.split(",")
+        counts=(n1, n2),
+        repeats=args.repeats,
+        shuffles=args.shuffles,
+        tasks=args.tasks.split(","),
+        model_name=args.model,
+        precision=args.precision,
     )
     for r in rows:
         print(
