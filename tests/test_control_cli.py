@@ -111,11 +111,11 @@ def test_mutmap_store_equals_mutation_map_with_the_controls(data, tmp_path):
     finite = np.isfinite(expected)
     assert np.abs(swapped - expected)[finite].max() > 1e-4 and np.abs(zero - expected)[finite].max() > 1e-4
     # The CLI runs 2 windows per step, the API 1: XLA on CPU picks kernels by batch shape, so p(s)
-    # and p(s^) (|outputs| ~ 1-3 here) may differ in their last float32 bit (4.8e-7), deltas no more.
+    # and p(s^) (|p| up to ~8) may differ in their last float32 bits (measured 4.8e-7 in the deltas).
     for w, e in zip(windows, expected, strict=True):
         got = store.read(w.chrom, w.assign_start, w.assign_end).scores
         np.testing.assert_allclose(
-            got, e[w.offset : w.offset + w.assign_end - w.assign_start], rtol=1e-6, atol=1e-6
+            got, e[w.offset : w.offset + w.assign_end - w.assign_start], rtol=1e-6, atol=4e-6
         )
 
 
@@ -144,7 +144,7 @@ def test_mutmap_vcf_and_plot_paths_take_the_controls(data, tmp_path, capsys):
     (w,) = tile_regions([("chrB", 95, 96)], L)
     seq, ctl = api_inputs(data, [(w.chrom, w.start, w.end)])
     want = jaxmotif.mutation_map(model, seq, ctl)[0, 95 - w.start, "ACGT".index(alt)]
-    np.testing.assert_allclose([float(row[7]), float(row[10])], want, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose([float(row[7]), float(row[10])], want, rtol=1e-4, atol=4e-6)
     png = tmp_path / "site.png"
     assert mutmap_cli.main([*data["base"], "--plot", "chrA:101-130", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -237,5 +237,7 @@ def test_mutmap_sharded_over_four_fake_devices_equals_one_device(data, tmp_path)
         np.testing.assert_array_equal(a.done_mask(chrom), b.done_mask(chrom))
         x, y = a.scores(chrom)[:], b.scores(chrom)[:]
         np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
-        # XLA on CPU picks kernels by the per-device batch shape: last-bit float32 differences only.
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+        # XLA on CPU picks kernels by the per-device batch shape: p(s) and p(s^) (|p| up to ~8: the
+        # counts head sees log(1 + the controls' sum)) differ in their last float32 bits, measured
+        # up to 1.7e-6 in the deltas; the controls themselves change them by > 1e-4.
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=4e-6)
