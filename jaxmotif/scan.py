@@ -167,7 +167,7 @@ def _drain(q: queue.Queue) -> None:
 class WindowInputs(NamedTuple):
     seq: np.ndarray | None  # (B, L, 4) float32 one-hot, only when asked for (host-side kernels)
     ref: np.ndarray  # (B, L) int8 base index, -1 for N
-    dnase: np.ndarray | None  # (B, L) float32
+    dnase: np.ndarray | None  # (B, L) float32 DNase, or (B, L, C) control tracks (a stacked reader)
 
 
 def read_windows(
@@ -182,6 +182,10 @@ def read_windows(
 ) -> WindowInputs:
     """Base indices, DNase and (with ``one_hot``) the float one-hot of windows (anything with chrom,
     start, end), N- and zero-padded past chromosome ends.
+
+    ``dnase_reader``: anything whose ``.read(chrom, start, end)`` gives one window's side input:
+    a :class:`jaxmotif.io.bigwig.BigWigReader` (DNase, ``(L,)``, stacked to ``(B, L)``) or a
+    :class:`jaxmotif.io.bigwig.StackedBigWigReader` (BPNet control tracks, ``(L, C)`` -> ``(B, L, C)``).
 
     ``iupac``: ``"n"`` reads IUPAC ambiguity codes as N (after :func:`check_sequences` warned), or
     ``"error"``.
@@ -594,6 +598,8 @@ def pending_chunks(store, windows) -> int:
 
 
 def _argv(options: dict) -> list[str]:
+    if isinstance(options.get("control"), list | tuple):  # --control takes one comma-separated list
+        options = {**options, "control": ",".join(str(p) for p in options["control"])}
     argv = []
     for name, value in options.items():
         if value is None or value is False:
@@ -612,7 +618,8 @@ def scan_mutations(out, *, fasta=None, checkpoint=None, regions=None, chrom=None
     """``python -m jaxmotif.mutmap`` as a call: mutation maps of ``regions`` (a BED path) or whole
     chromosomes ``chrom`` (a list) into the Zarr store ``out``; returns its path.
 
-    Every other CLI option is a keyword (``dnase=``, ``targets="H3K27ac,H3K4me3"``, ``score=``,
+    Every other CLI option is a keyword (``dnase=``, ``control=["plus.bw", "minus.bw"]`` (BPNet's
+    control tracks, a list or a comma-separated string), ``targets="H3K27ac,H3K4me3"``, ``score=``,
     ``method=``, ``precision=``, ``store_dtype=``, ``resume=True``, ``overwrite=True``, ``part="0/4"``,
     ``bigwig=PREFIX``, ``quiet=True``, ...). Read the store with
     :func:`jaxmotif.io.zarr_store.open_mutmap`.
@@ -641,7 +648,8 @@ def attribute_regions(out, *, fasta=None, regions=None, checkpoint=None, **optio
     """``python -m jaxmotif.attribute`` as a call: attributions of one model-length window per BED
     region into the attribution store ``out`` (layout in :mod:`jaxmotif.cli.attribute`); returns its path.
 
-    Every other CLI option is a keyword (``dnase=``, ``method="deep_lift_shap"``, ``targets=``,
+    Every other CLI option is a keyword (``dnase=``, ``control=["plus.bw", "minus.bw"]``,
+    ``method="deep_lift_shap"``, ``targets=``,
     ``summit_centred=True``, ``n_shuffles=``, ``seed=``, ``store_dtype=``, ``resume=True``,
     ``overwrite=True``, ``part="0/2"``, ``bigwig=PREFIX``, ``modisco_npz=PREFIX``, ``quiet=True``, ...).
     """

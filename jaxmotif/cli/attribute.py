@@ -29,7 +29,14 @@ from jaxmotif.cli.common import (
     memory_budget,
     resolve_cli_targets,
 )
-from jaxmotif.cli.mutmap import store_dtype_help
+from jaxmotif.cli.mutmap import (
+    add_side_args,
+    check_side_args,
+    check_side_chroms,
+    open_side_reader,
+    side_key,
+    store_dtype_help,
+)
 from jaxmotif.scan import (
     ATTRIBUTE_METHODS,
     ATTRIBUTE_VALUES,
@@ -53,6 +60,9 @@ examples:
   python -m jaxmotif.attribute --checkpoint ckpt/ --fasta hg38.fa --regions peaks.narrowPeak \\
       --summit-centred --dnase dnase.bw --method deep_lift_shap --out contribs.zarr \\
       --bigwig tracks/contrib. --modisco-npz modisco/peaks.
+  # a bpnet-lite BPNet with 2 control tracks (raw-count bigWigs, plus strand then minus), gradients
+  python -m jaxmotif.attribute --checkpoint bpnet_ckpt/ --fasta hg38.fa --regions peaks.narrowPeak \\
+      --summit-centred --control ctl.plus.bw,ctl.minus.bw --method gradient --out bpnet.zarr
   # then TF-MoDISco on one output (or: python -m jaxmotif.modisco --attributions contribs.zarr)
   modisco motifs -s modisco/peaks.ohe.npz -a modisco/peaks.H3K27ac.hyp.npz -n 2000 -o h3k27ac.h5
   # resume after a crash; array job of 4 parts writing one store
@@ -87,10 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="centre each window on the region's summit (narrowPeak column 10, an offset from start; "
         "-1 or missing: the region's middle)",
     )
-    p.add_argument("--dnase", metavar="BW", help="DNase bigWig (required by two-branch models)")
-    p.add_argument(
-        "--dnase-transform", choices=("none", "log1p"), default="none", help="default: %(default)s"
-    )
+    add_side_args(p)
     p.add_argument(
         "--method", choices=ATTRIBUTE_METHODS, default="deep_lift_shap", help="default: %(default)s"
     )
@@ -193,7 +200,6 @@ def region_windows(peaks, length: int, summit_centred: bool) -> list[Window]:
 
 
 def _load(args, stream):
-    from jaxmotif.io.bigwig import BigWigReader
     from jaxmotif.io.fasta import Genome
     from jaxmotif.models.checkpoint import load_model
 
@@ -214,22 +220,12 @@ def _load(args, stream):
             args.dnase = args.dnase or str(demo_paths().dnase)
             args.regions = args.regions or str(demo_paths().regions)
         print(f"note: no --checkpoint: using the bundled demo model ({args.checkpoint})", file=stream)
-    if getattr(model.config, "n_control_tracks", 0):
-        raise CliError(
-            f"the model in {args.checkpoint} takes {model.config.n_control_tracks} control tracks, "
-            "which attribute does not read (use the Python API with control arrays)"
-        )
     if not args.regions:
         raise CliError("--regions is required")
     for flag, path in (("--fasta", args.fasta), ("--regions", args.regions)):
         if not Path(path).is_file():
             raise CliError(f"{flag} {path}: no such file")
-    if model.config.has_dnase and not args.dnase:
-        raise CliError(f"the model in {args.checkpoint} has a DNase branch: pass --dnase BW")
-    if not model.config.has_dnase and args.dnase:
-        raise CliError(f"the model in {args.checkpoint} is DNA-only: drop --dnase")
-    if args.dnase and not Path(args.dnase).is_file():
-        raise CliError(f"DNase bigWig not found: {args.dnase}")
+    check_side_args(model, args)
     for name in ("batch_size", "chunk_rows", "n_shuffles", "steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -238,8 +234,7 @@ def _load(args, stream):
         resolve_cli_targets(model, args.targets) if args.targets else tuple(range(model.config.num_outputs))
     )
     genome = Genome(args.fasta)
-    dnase_reader = BigWigReader(args.dnase) if args.dnase else None
-    return model, genome, dnase_reader, tuple(targets)
+    return model, genome, open_side_reader(args), tuple(targets)
 
 
 def default_batch(model, method: str, n_targets: int, n_shuffles: int, args) -> int:
@@ -272,6 +267,7 @@ KEY_MEANING = {
     "dnase_transform": "--dnase-transform",
     "fasta": "the FASTA file (path, size or modification time)",
     "dnase": "the DNase bigWig (path, size or modification time)",
+    "control": "the control bigWigs (--control: paths, order, sizes or modification times)",
     "strict_bases": "--strict-bases",
     "store_dtype": "--store-dtype",
     "chunk_rows": "--chunk-rows",
@@ -295,7 +291,7 @@ def scan_key(model, windows, args, target_names) -> dict:
         "windows_sha256": windows_digest(windows),
         "dnase_transform": args.dnase_transform,
         "fasta": file_identity(args.fasta),
-        "dnase": file_identity(args.dnase),
+        **side_key(args),
         "strict_bases": bool(args.strict_bases),
         "store_dtype": args.store_dtype,
         "chunk_rows": args.chunk_rows,
@@ -479,10 +475,7 @@ def run_scan(args, *, stream=None) -> Path:
         raise CliError(str(e)) from None
     length = model.config.seq_len
     windows = region_windows(peaks, length, args.summit_centred)
-    if dnase_reader is not None:
-        for chrom in {w.chrom for w in windows}:
-            if chrom not in dnase_reader.chrom_sizes:
-                raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {args.dnase}")
+    check_side_chroms(dnase_reader, {w.chrom for w in windows})
     target_names = [model.output_names[t] for t in targets]
     hypothetical = args.method != "integrated_gradients"
     if args.modisco_npz and not hypothetical:

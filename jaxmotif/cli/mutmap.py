@@ -10,7 +10,7 @@ Work is split by store chunk: a chunk is written whole once every window touchin
 then marked done, so a killed run loses the chunks in flight (at most ``--chunk-len`` bases each,
 65,536 by default) and ``--resume`` redoes exactly those. The store records what defines its
 content (config, a digest of the weights, precision, method, score, windows, and the identity of
-the FASTA and DNase files); a ``--resume`` or ``--part`` with anything different is refused. For
+the FASTA, DNase and control files); a ``--resume`` or ``--part`` with anything different is refused. For
 several processes (``jax.distributed`` on a multi-host TPU/GPU slice, or ``--part I/N`` for cluster
 array jobs) process ``i`` owns chunks ``i::N`` of the store and scores the windows touching them;
 windows straddling two processes' chunks are scored by both (a fraction of about window/chunk_len
@@ -69,6 +69,9 @@ examples:
       --method fast --precision tf32 --resume
   # just some SNVs, into a TSV (only the listed ALT bases go through the model)
   python -m jaxmotif.mutmap --checkpoint ckpt/ --fasta hg38.fa --dnase dnase.bw --vcf snvs.vcf --out snvs.tsv
+  # a bpnet-lite BPNet with 2 control tracks: their bigWigs of raw counts, plus strand then minus
+  python -m jaxmotif.mutmap --checkpoint bpnet_ckpt/ --fasta hg38.fa --regions peaks.bed \\
+      --control ctl.plus.bw,ctl.minus.bw --out peaks_bpnet.zarr
   # the DeepBind figure of one window; coordinates as a genome browser shows them (1-based, inclusive)
   python -m jaxmotif.mutmap --checkpoint ckpt/ --fasta hg38.fa --dnase dnase.bw \\
       --plot chr1:1,000,501-1,000,560 --out site.png
@@ -123,13 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the DeepBind view of one window; 1-based and inclusive like a genome browser "
         "(chr1:1,000,501-1,000,560 is 60 bases; commas allowed)",
     )
-    p.add_argument("--dnase", metavar="BW", help="DNase bigWig (required by two-branch models)")
-    p.add_argument(
-        "--dnase-transform",
-        choices=("none", "log1p"),
-        default="none",
-        help="transform applied to DNase values as read (default: %(default)s; match your training)",
-    )
+    add_side_args(p)
     p.add_argument(
         "--out", metavar="OUT", help="OUT.zarr store (scan), .tsv (--vcf) or .png/.pdf/.svg (--plot)"
     )
@@ -191,6 +188,116 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def add_side_args(p: argparse.ArgumentParser) -> None:
+    """``--dnase``, ``--dnase-transform`` and ``--control`` (shared with attribute)."""
+    p.add_argument("--dnase", metavar="BW", help="DNase bigWig (required by two-branch models)")
+    p.add_argument(
+        "--dnase-transform",
+        choices=("none", "log1p"),
+        default="none",
+        help="transform applied to DNase values as read (default: %(default)s; match your training)",
+    )
+    p.add_argument(
+        "--control",
+        metavar="BW[,BW...]",
+        help="a bpnet-lite BPNet's control tracks: exactly n_control_tracks bigWigs of raw per-base "
+        "counts, comma-separated, in the order the model was trained (bpnet-lite's: plus strand, then "
+        "minus strand; or one unstranded track); read as stored, no transform",
+    )
+
+
+def control_paths(args) -> list[str]:
+    """The ``--control`` bigWigs as a list (empty without ``--control``)."""
+    if not getattr(args, "control", None):
+        return []
+    paths = [p.strip() for p in args.control.split(",")]
+    if any(not p for p in paths):
+        raise CliError(f"--control {args.control!r} holds an empty path (BW[,BW...], comma-separated)")
+    return paths
+
+
+def check_side_args(model, args) -> None:
+    """Refuses a side input (--dnase / --control) the model does not take, or a missing one.
+
+    BPNet-family configs (``side_name == "control"``) take control tracks, never DNase; the others
+    (DeepHistone, classic) take DNase or nothing, never control tracks.
+    """
+    cfg = model.config
+    controls = control_paths(args)
+    if getattr(cfg, "side_name", None) == "control":  # BPNet / ChromBPNet
+        n = int(getattr(cfg, "n_control_tracks", 0))
+        if args.dnase:
+            need = f"; its {n} control tracks go in --control" if n else ""
+            raise CliError(
+                f"the model in {args.checkpoint} is a {getattr(cfg, 'arch', 'BPNet')}, which takes no DNase: "
+                f"drop --dnase{need}"
+            )
+        if n and not controls:
+            raise CliError(
+                f"the model in {args.checkpoint} takes {n} control tracks: pass --control with {n} bigWigs "
+                "of raw counts, comma-separated, in its training order (bpnet-lite: plus strand, then minus)"
+            )
+        if controls and not n:
+            raise CliError(f"the model in {args.checkpoint} takes no control tracks: drop --control")
+        if len(controls) != n:
+            raise CliError(
+                f"--control names {len(controls)} bigWigs; the model in {args.checkpoint} takes {n} control "
+                "tracks (bpnet-lite's order: plus strand, then minus)"
+            )
+        if controls and args.dnase_transform != "none":
+            raise CliError(
+                f"--dnase-transform {args.dnase_transform} does not apply to control tracks: bpnet-lite "
+                "feeds them as raw counts (the model takes log(1 + sum) itself); drop it"
+            )
+        for path in controls:
+            if not Path(path).is_file():
+                raise CliError(f"control bigWig not found: {path}")
+        return
+    if controls:
+        raise CliError(f"the model in {args.checkpoint} takes no control tracks: drop --control")
+    if cfg.has_dnase and not args.dnase:
+        raise CliError(f"the model in {args.checkpoint} has a DNase branch: pass --dnase BW")
+    if not cfg.has_dnase and args.dnase:
+        raise CliError(f"the model in {args.checkpoint} is DNA-only: drop --dnase")
+    if args.dnase and not Path(args.dnase).is_file():
+        raise CliError(f"DNase bigWig not found: {args.dnase}")
+
+
+def open_side_reader(args):
+    """The reader of the model's side input: a BigWigReader (DNase), a StackedBigWigReader (control
+    tracks, (L, C) per window) or None; call after :func:`check_side_args`."""
+    from jaxmotif.io.bigwig import BigWigReader, StackedBigWigReader
+
+    controls = control_paths(args)
+    if controls:
+        return StackedBigWigReader(controls)
+    return BigWigReader(args.dnase) if args.dnase else None
+
+
+def check_side_chroms(reader, chroms) -> None:
+    """Refuses chromosomes the DNase bigWig (or any control bigWig) lacks, naming the file."""
+    from jaxmotif.io.bigwig import StackedBigWigReader
+
+    if reader is None:
+        return
+    for chrom in sorted(chroms):
+        if isinstance(reader, StackedBigWigReader):
+            path = reader.missing(chrom)
+            if path is not None:
+                raise CliError(f"chromosome {chrom!r} is not in the control bigWig {path}")
+        elif chrom not in reader.chrom_sizes:
+            raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {reader.path}")
+
+
+def side_key(args) -> dict:
+    """Scan-key entries of the side input files: DNase always (None without), control when given."""
+    controls = control_paths(args)
+    return {
+        "dnase": file_identity(args.dnase),
+        **({"control": [file_identity(p) for p in controls]} if controls else {}),
+    }
 
 
 def add_store_dtype_arg(p: argparse.ArgumentParser, spread: str) -> None:
@@ -466,7 +573,7 @@ def score_vcf(
 class Inputs(NamedTuple):
     model: object
     genome: object
-    dnase_reader: object
+    dnase_reader: object  # BigWigReader (DNase), StackedBigWigReader (control tracks) or None
     targets: tuple[int, ...] | None
 
 
@@ -476,8 +583,8 @@ def demo_genome_dir() -> Path:
 
 
 def _open_inputs(args, stream=None) -> Inputs:
-    """Loads and checks checkpoint (or the demo model), FASTA, DNase and targets (no device work)."""
-    from jaxmotif.io.bigwig import BigWigReader
+    """Loads and checks checkpoint (or the demo model), FASTA, DNase or control tracks and targets
+    (no device work)."""
     from jaxmotif.io.fasta import Genome
     from jaxmotif.models.checkpoint import load_model
 
@@ -498,19 +605,9 @@ def _open_inputs(args, stream=None) -> Inputs:
             if not args.dnase:
                 args.dnase = str(demo_paths().dnase)
         print(f"note: no --checkpoint: using the bundled demo model ({args.checkpoint})", file=stream)
-    if getattr(model.config, "n_control_tracks", 0):
-        raise CliError(
-            f"the model in {args.checkpoint} takes {model.config.n_control_tracks} control tracks, "
-            "which mutmap does not read (use the Python API with control arrays)"
-        )
     if not Path(args.fasta).is_file():
         raise CliError(f"genome FASTA not found: {args.fasta}")
-    if model.config.has_dnase and not args.dnase:
-        raise CliError(f"the model in {args.checkpoint} has a DNase branch: pass --dnase BW")
-    if not model.config.has_dnase and args.dnase:
-        raise CliError(f"the model in {args.checkpoint} is DNA-only: drop --dnase")
-    if args.dnase and not Path(args.dnase).is_file():
-        raise CliError(f"DNase bigWig not found: {args.dnase}")
+    check_side_args(model, args)
     if args.stride is not None and not 1 <= args.stride <= model.config.seq_len:
         raise CliError(
             f"--stride {args.stride} must be between 1 and the window length {model.config.seq_len}"
@@ -521,17 +618,7 @@ def _open_inputs(args, stream=None) -> Inputs:
             raise CliError(f"--{name.replace('_', '-')} {value} must be positive")
     targets = resolve_cli_targets(model, args.targets) if args.targets else None
     genome = Genome(args.fasta)
-    dnase_reader = BigWigReader(args.dnase) if args.dnase else None
-    return Inputs(model, genome, dnase_reader, targets)
-
-
-def _check_dnase_chroms(dnase_reader, chroms) -> None:
-    if dnase_reader is None:
-        return
-    sizes = dnase_reader.chrom_sizes
-    for chrom in chroms:
-        if chrom not in sizes:
-            raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {dnase_reader.path}")
+    return Inputs(model, genome, open_side_reader(args), targets)
 
 
 # What each scan-key entry means, for the one-line refusal.
@@ -548,6 +635,7 @@ KEY_MEANING = {
     "dnase_transform": "--dnase-transform",
     "fasta": "the FASTA file (path, size or modification time)",
     "dnase": "the DNase bigWig (path, size or modification time)",
+    "control": "the control bigWigs (--control: paths, order, sizes or modification times)",
     "strict_bases": "--strict-bases",
     "store_dtype": "--store-dtype",
 }
@@ -568,7 +656,7 @@ def _scan_key(model, windows, args, output_names) -> dict:
         "windows_sha256": digest,
         "dnase_transform": args.dnase_transform,
         "fasta": file_identity(args.fasta),
-        "dnase": file_identity(args.dnase),
+        **side_key(args),
         "strict_bases": bool(args.strict_bases),
         **({} if args.store_dtype == "float32" else {"store_dtype": args.store_dtype}),
     }
@@ -651,7 +739,7 @@ def run_scan(args, *, stream=None) -> Path:
         raise CliError(str(e)) from None
     model = inputs.model
     windows = tile_regions(regions, model.config.seq_len, args.stride, chrom_order=list(genome.chrom_sizes))
-    _check_dnase_chroms(inputs.dnase_reader, {w.chrom for w in windows})
+    check_side_chroms(inputs.dnase_reader, {w.chrom for w in windows})
     output_names = [model.output_names[i] for i in (inputs.targets or range(model.config.num_outputs))]
     if args.bigwig:
         for path in bigwig_paths(args.bigwig, output_names):
@@ -776,7 +864,7 @@ def run_vcf(args, *, stream=None) -> Path:
             continue
         n_snvs += 1
         if v.chrom not in dnase_chroms:
-            _check_dnase_chroms(inputs.dnase_reader, {v.chrom})
+            check_side_chroms(inputs.dnase_reader, {v.chrom})
             dnase_chroms.add(v.chrom)
         w = tile_region(v.chrom, v.pos - 1, v.pos, length)[0]
         spans.append((w.chrom, w.start, w.end))
@@ -846,7 +934,7 @@ def run_plot(args, *, stream=None) -> Path:
     length = model.config.seq_len
     if region.end - region.start > length:
         raise CliError(f"--plot {args.plot} is longer than one window ({length} bp)")
-    _check_dnase_chroms(inputs.dnase_reader, {region.chrom})
+    check_side_chroms(inputs.dnase_reader, {region.chrom})
     (window,) = tile_region(region.chrom, region.start, region.end, length)
     spans = [(window.chrom, window.start, window.end)]
     check_sequences(genome, spans, strict=args.strict_bases, stream=stream)

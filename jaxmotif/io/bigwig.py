@@ -147,6 +147,82 @@ class BigWigReader:
         return f"BigWigReader({self.path!r}, {state})"
 
 
+class StackedBigWigReader:
+    """C bigWig files read together as one ``(L, C)`` track per range; use as a context manager.
+
+    BPNet's control tracks: bpnet-lite feeds them as raw per-strand counts, ``(N, C, L)`` in its
+    torch layout, from bigWigs listed plus strand first, then minus (or one unstranded track).
+    Here they come channels-last, channel ``c`` being ``paths[c]``, each read as
+    :meth:`BigWigReader.read` does (0 for no data and past chromosome ends).
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        One file per channel, in the model's channel order; at least one.
+
+    Raises
+    ------
+    FileNotFoundError, BigWigError
+        As :class:`BigWigReader`, naming the file; files opened before the failing one are closed.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike]):
+        paths = [os.fspath(p) for p in paths]
+        if not paths:
+            raise BigWigError("StackedBigWigReader needs at least one bigWig file")
+        self.readers: list[BigWigReader] = []
+        try:
+            for path in paths:
+                self.readers.append(BigWigReader(path))
+        except BaseException:
+            self.close()
+            raise
+        self.paths = paths
+        self.path = ",".join(paths)  # as given on a command line, for messages
+
+    @property
+    def chrom_sizes(self) -> dict[str, int]:
+        """The chromosomes every file has (in the first file's order), each with its smallest length."""
+        sizes = [r.chrom_sizes for r in self.readers]
+        return {c: min(s[c] for s in sizes) for c in sizes[0] if all(c in s for s in sizes)}
+
+    def missing(self, chrom: str) -> str | None:
+        """The first file without ``chrom``, or None when every file has it."""
+        for r in self.readers:
+            if chrom not in r.chrom_sizes:
+                return r.path
+        return None
+
+    def read(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """Per-base values of ``[start, end)`` on ``chrom`` from every file.
+
+        Returns
+        -------
+        np.ndarray, shape=(end - start, C), dtype=float32
+            Column ``c`` is file ``c``'s :meth:`BigWigReader.read`.
+
+        Raises
+        ------
+        BigWigError
+            For a chromosome some file lacks (naming that file) or ``end < start``.
+        """
+        return np.stack([r.read(chrom, start, end) for r in self.readers], axis=-1)
+
+    def close(self) -> None:
+        """Release every file (safe to call twice)."""
+        for r in self.readers:
+            r.close()
+
+    def __enter__(self) -> "StackedBigWigReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StackedBigWigReader({self.paths!r})"
+
+
 def read_bigwig(path: str | os.PathLike, chrom: str, start: int, end: int) -> np.ndarray:
     """Per-base values of one range of a bigWig file; see :meth:`BigWigReader.read`.
 
