@@ -125,7 +125,7 @@ def _masked(z, valid):
     return jnp.where(valid[None, :, None], z, jnp.zeros((), z.dtype))
 
 
-def _bn_relu_affine(norm):
+def _bn_affine(norm):
     """Eval BatchNorm as ``x * inv + shift`` in float32 (the same formula as the model's BatchNorm)."""
     dtype = jnp.promote_types(norm.var[...].dtype, jnp.float32)  # float64 when the model runs in it
     inv = jax.lax.rsqrt(norm.var[...].astype(dtype) + BN_EPS) * norm.scale[...].astype(dtype)
@@ -194,7 +194,7 @@ def _dense_stage(block, trans, ref, pre_ref, group0, valid, prepool_start, dtype
 
     def relu_changes(norm):
         """Each group's change after ``norm`` and ReLU, masked outside the sequence."""
-        inv, shift = _bn_relu_affine(norm)
+        inv, shift = _bn_affine(norm)
         out = []
         for j, (delta, c0) in enumerate(zip(groups, starts, strict=True)):
             half = GROUP0 + j * HALO
