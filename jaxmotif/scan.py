@@ -683,13 +683,26 @@ __all__ = [
 # Attributions: one window per region -> rows of an attribution store
 # ---------------------------------------------------------------------------------------------
 
-ATTRIBUTE_METHODS = ("deep_lift_shap", "grad_x_input", "gradient", "integrated_gradients", "ism")
+ATTRIBUTE_METHODS = (
+    "deep_lift_shap",
+    "grad_x_input",
+    "gradient",
+    "guided_backprop",
+    "deconvnet",
+    "integrated_gradients",
+    "ism",
+)
 # What the stored numbers are, per method (the store's ``values`` attribute).
 ATTRIBUTE_VALUES = {
     "deep_lift_shap": "DeepSHAP hypothetical contributions (dinucleotide-shuffled references)",
     "gradient": "gradient dS/dX, mean-centred over the 4 bases at each position (hypothetical)",
     "grad_x_input": "gradient dS/dX, mean-centred over the 4 bases at each position (hypothetical; "
     "times one_hot: gradient x input of the centred gradient)",
+    "guided_backprop": "guided backpropagation (Springenberg et al.: the gradient, ReLUs passing only "
+    "positive signal where their input is positive), mean-centred over the 4 bases at each position "
+    "(hypothetical)",
+    "deconvnet": "deconvnet (Zeiler & Fergus: ReLUs pass the positive backward signal whatever their input), "
+    "mean-centred over the 4 bases at each position (hypothetical)",
     "integrated_gradients": "integrated gradients (zeros baseline), contributions of the bases present",
     "ism": "ISM delta map p(s^)-p(s), mean-centred over the 4 bases at each position (hypothetical; "
     "delta = stored - stored at the reference base)",
@@ -715,16 +728,22 @@ def attribution_launcher(model, method: str, targets, *, precision=None, logits=
     from jaxmotif.precision import with_precision
 
     targets = tuple(int(t) for t in targets)
-    if method in ("gradient", "grad_x_input"):
+    if method in ("gradient", "grad_x_input", "guided_backprop", "deconvnet"):
         from jaxmotif.attribution import saliency_kernel
+        from jaxmotif.projections import rule_apply
 
-        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+        if method in ("guided_backprop", "deconvnet"):  # the backward pass under the method's ReLU rule
+            apply_fn = with_precision(rule_apply(model, method, logits=logits), precision)
+            name = method
+        else:  # grad_x_input stores the same centred gradient (times one_hot when read)
+            apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+            name = "gradient"
 
         def kernel(p, seq, d):
             grads = saliency_kernel(apply_fn, p, seq, d, targets, "gradient")  # (B, K, L, 4)
             return jnp.moveaxis(grads - grads.mean(axis=-1, keepdims=True), 1, -1)
 
-        fn = indices_kernel(model, ("gradient", targets, precision, logits), kernel)
+        fn = indices_kernel(model, (name, targets, precision, logits), kernel)
         return lambda p, idx, d, refs: fn(p, idx, d)
     if method == "deep_lift_shap":
         from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel

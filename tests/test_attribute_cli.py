@@ -185,17 +185,15 @@ def test_stored_deep_lift_shap_equals_the_api(data):
     np.testing.assert_allclose(stored, np.moveaxis(expected, 1, -1), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("method", ["gradient", "ism"])
+@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "deconvnet", "ism"])
 def test_gradient_and_ism_stores_equal_the_api_mean_centred(data, tmp_path, method):
     out = tmp_path / f"{method}.zarr"
     argv = [*data["scan"], "--method", method, "--targets", "m2", "--out", str(out)]
     assert cli.main(argv) == 0
     s = _zarr_arrays(out)
-    assert s["attrs"]["values"].startswith("gradient" if method == "gradient" else "ISM")
-    if method == "gradient":
-        raw = jaxmotif.saliency(
-            data["model"], data["seq"], data["dnase"], "m2", method="gradient"
-        )  # (N, L, 4)
+    assert s["attrs"]["values"].startswith({"ism": "ISM"}.get(method, method.split("_")[0]))
+    if method != "ism":
+        raw = jaxmotif.saliency(data["model"], data["seq"], data["dnase"], "m2", method=method)  # (N, L, 4)
     else:
         raw = jaxmotif.mutation_map(data["model"], data["seq"], data["dnase"], targets=[1])[..., 0]
     expected = raw - raw.mean(axis=-1, keepdims=True)
