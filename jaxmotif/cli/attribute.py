@@ -34,6 +34,8 @@ from jaxmotif.cli.mutmap import (
     check_side_args,
     check_side_chroms,
     open_side_reader,
+    open_store_once,
+    scan_with_bar,
     side_key,
     store_dtype_help,
 )
@@ -514,26 +516,25 @@ def run_scan(args, *, stream=None) -> Path:
         "scan": key,
         "args": {k: v for k, v in vars(args).items() if v is not None},
     }
-    if part_spec is None and part[1] > 1:  # jax.distributed: process 0 creates the store first
-        opened = _open_store(args, windows, target_names, part, key, attrs) if part[0] == 0 else None
-        sync("jaxmotif.attribute.created")
-        if opened is None:
-            opened = _open_store(args, windows, target_names, part, key, attrs)
-    else:
-        opened = _open_store(args, windows, target_names, part, key, attrs)
-    store, swap_to = opened
-    bar = None
+    store, swap_to = open_store_once(
+        lambda: _open_store(args, windows, target_names, part, key, attrs),
+        part,
+        part_spec is None,
+        "jaxmotif.attribute.created",
+    )
 
-    def plan(total, already):
-        nonlocal bar
+    def progress_bar(total, already):
         from tqdm.auto import tqdm
 
-        bar = tqdm(
+        return tqdm(
             total=total, initial=already, unit="region", desc="attribute", disable=args.quiet, file=stream
         )
 
-    try:
-        summary = scan_attributions(
+    summary = scan_with_bar(
+        store,
+        swap_to,
+        progress_bar,
+        lambda progress, plan: scan_attributions(
             model,
             genome,
             windows,
@@ -549,18 +550,12 @@ def run_scan(args, *, stream=None) -> Path:
             seed=args.seed,
             steps=args.steps,
             part=part,
-            progress=lambda n: bar.update(n),
+            progress=progress,
             plan=plan,
             iupac="error" if args.strict_bases else "n",
             store_dtype=args.store_dtype,
-        )
-    except BaseException:
-        if swap_to is not None:  # --overwrite: the old store stays as it was
-            shutil.rmtree(store.path, ignore_errors=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+        ),
+    )
     if part_spec is None:
         sync("jaxmotif.attribute.scanned")
     print(

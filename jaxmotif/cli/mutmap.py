@@ -755,22 +755,17 @@ def run_scan(args, *, stream=None) -> Path:
     spans = [(w.chrom, w.start, w.end) for w in windows]
     check_sequences(genome, spans, strict=args.strict_bases, stream=stream)
 
-    if args.part is None and part[1] > 1:  # jax.distributed: process 0 creates the store first
-        opened = _open_store(args, model, genome, windows, output_names, part, key) if part[0] == 0 else None
-        sync("jaxmotif.mutmap.created")
-        if opened is None:
-            opened = _open_store(args, model, genome, windows, output_names, part, key)
-    else:
-        opened = _open_store(args, model, genome, windows, output_names, part, key)
-    store, swap_to = opened
-    bar = None
-
-    def plan(total, already):
-        nonlocal bar
-        bar = _progress_bar(total, args.quiet, stream, initial=already)
-
-    try:
-        summary = scan_windows(
+    store, swap_to = open_store_once(
+        lambda: _open_store(args, model, genome, windows, output_names, part, key),
+        part,
+        args.part is None,
+        "jaxmotif.mutmap.created",
+    )
+    summary = scan_with_bar(
+        store,
+        swap_to,
+        lambda total, already: _progress_bar(total, args.quiet, stream, initial=already),
+        lambda progress, plan: scan_windows(
             model,
             genome,
             windows,
@@ -784,18 +779,12 @@ def run_scan(args, *, stream=None) -> Path:
             batch_size=args.batch_size,
             mutant_chunk=args.mutant_chunk,
             part=part,
-            progress=lambda n: bar.update(n),
+            progress=progress,
             plan=plan,
             iupac="error" if args.strict_bases else "n",
             store_dtype=args.store_dtype,
-        )
-    except BaseException:
-        if swap_to is not None:  # --overwrite: the old store stays as it was
-            shutil.rmtree(store.path, ignore_errors=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+        ),
+    )
     if args.part is None:
         sync("jaxmotif.mutmap.scanned")
     print(
@@ -825,6 +814,37 @@ def run_scan(args, *, stream=None) -> Path:
     if swap_to is not None:
         swap_in(store.path, swap_to)
     return Path(args.out)
+
+
+def open_store_once(open_store: Callable, part: tuple[int, int], distributed: bool, barrier: str):
+    """``open_store()`` in this process: under ``jax.distributed`` (``distributed`` and N > 1
+    processes) process 0 creates the store first and the others open it after ``barrier``."""
+    if not (distributed and part[1] > 1):
+        return open_store()
+    opened = open_store() if part[0] == 0 else None
+    sync(barrier)
+    return open_store() if opened is None else opened
+
+
+def scan_with_bar(store, swap_to, make_bar: Callable, scan: Callable):
+    """``scan(progress, plan)`` with a progress bar made by ``make_bar(total, already)`` once the
+    scan knows its total; returns its summary. If it fails, a store being built by --overwrite
+    (``swap_to`` set) is removed, so the old one stays as it was."""
+    bar = None
+
+    def plan(total, already):
+        nonlocal bar
+        bar = make_bar(total, already)
+
+    try:
+        return scan(lambda n: bar.update(n), plan)
+    except BaseException:
+        if swap_to is not None:
+            shutil.rmtree(store.path, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _progress_bar(total: int, quiet: bool, stream, initial: int = 0, unit: str = "bp"):
