@@ -256,3 +256,19 @@ def test_heavier_clis_refuse_an_existing_output_before_any_work(cli, tmp_path, c
     assert err and err[-1].startswith("error: ") and "--overwrite" in err[-1], err
     assert sorted(p.name for p in out.iterdir()) == ["stale.txt"]
     assert (out / "stale.txt").read_text() == "stale"
+
+
+@pytest.mark.parametrize("verb", ["mutmap", "attribute"])
+def test_ctrl_c_in_a_scan_says_what_is_kept(verb, monkeypatch, capsys):
+    """Ctrl-C during a genome scan: one error line saying how to continue, exit 130."""
+    import importlib
+
+    cli = importlib.import_module(f"jaxmotif.cli.{verb}")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_scan", interrupted)
+    assert cli.main(["--out", "x.zarr"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: interrupted; finished chunks are kept, rerun with --resume to continue"]

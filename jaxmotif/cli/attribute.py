@@ -28,8 +28,10 @@ from jaxmotif.cli.common import (
     check_output,
     memory_budget,
     resolve_cli_targets,
+    run_cli,
 )
 from jaxmotif.cli.mutmap import (
+    RESUME_HINT,
     add_side_args,
     check_side_args,
     check_side_chroms,
@@ -620,20 +622,14 @@ def run_demo(stream=None, out_dir: str | os.PathLike = DEMO_DIR) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
+
+    def body():
         if not argv:
             run_demo()
         else:
             run_scan(args)
-    except KeyboardInterrupt:
-        print(
-            "error: interrupted; finished chunks are kept, rerun with --resume to continue", file=sys.stderr
-        )
-        return 130
-    except (CliError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(body, catch=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,24 @@ class CliError(Exception):
     """Bad input or a refused output: reported as one ``error:`` line, exit status 1."""
 
 
-def run_cli(body: Callable[[], int | None], *, catch: tuple[type[BaseException], ...] = ()) -> int:
-    """Runs ``body``; a :class:`CliError` (or one of ``catch``) becomes one ``error:`` line and exit 1."""
+def run_cli(
+    body: Callable[[], int | None],
+    *,
+    catch: tuple[type[BaseException], ...] = (),
+    interrupted: str | None = None,
+) -> int:
+    """Runs ``body``; a :class:`CliError` (or one of ``catch``) becomes one ``error:`` line and exit 1.
+
+    ``interrupted``: if given, Ctrl-C becomes ``error: interrupted; <interrupted>`` and exit 130
+    (the genome scans say what was kept).
+    """
     try:
         return body() or 0
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        print(f"error: interrupted; {interrupted}", file=sys.stderr)
+        return 130
     except (CliError, *catch) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -38,6 +38,7 @@ from jaxmotif.cli.common import (
     check_output,
     new_output,
     resolve_cli_targets,
+    run_cli,
 )
 from jaxmotif.scan import (
     IUPAC_NOTE,
@@ -816,6 +817,9 @@ def run_scan(args, *, stream=None) -> Path:
     return Path(args.out)
 
 
+RESUME_HINT = "finished chunks are kept, rerun with --resume to continue"  # after Ctrl-C in a scan
+
+
 def open_store_once(open_store: Callable, part: tuple[int, int], distributed: bool, barrier: str):
     """``open_store()`` in this process: under ``jax.distributed`` (``distributed`` and N > 1
     processes) process 0 creates the store first and the others open it after ``barrier``."""
@@ -1071,7 +1075,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         if not argv:
             run_demo()
         elif args.vcf:
@@ -1080,15 +1085,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_plot(args)
         else:
             run_scan(args)
-    except KeyboardInterrupt:
-        print(
-            "error: interrupted; finished chunks are kept, rerun with --resume to continue", file=sys.stderr
-        )
-        return 130
-    except (CliError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(body, catch=(ValueError, FileNotFoundError), interrupted=RESUME_HINT)
 
 
 if __name__ == "__main__":
