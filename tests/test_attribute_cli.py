@@ -229,6 +229,63 @@ def test_killed_run_resumes_to_identical_store(data, tmp_path, monkeypatch, caps
     assert "seed differs" in capsys.readouterr().err
 
 
+SMOOTHGRAD = ["--method", "smoothgrad", "--samples", "4", "--sigma", "0.2", "--seed", "3"]
+
+
+def test_smoothgrad_store_equals_the_api_whatever_the_batch(data, tmp_path, monkeypatch, capsys):
+    """Killed after two chunks of a --batch-size 3 run, resumed with --batch-size 1: every window's
+    noise is drawn by its row, so the store equals jaxmotif.saliency on all windows at once."""
+    help_text = cli.build_parser().format_help()
+    assert "smoothgrad" in help_text and "--samples" in help_text and "--sigma" in help_text
+    out = tmp_path / "sg.zarr"
+    calls = {"n": 0}
+    original = AttributionStoreWriter.mark_done
+
+    def crash_after_two(self, chunk):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("simulated crash")
+        original(self, chunk)
+
+    monkeypatch.setattr(AttributionStoreWriter, "mark_done", crash_after_two)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cli.main([*data["scan"], *SMOOTHGRAD, "--out", str(out)])
+    monkeypatch.setattr(AttributionStoreWriter, "mark_done", original)
+    assert _zarr_arrays(out)["done"].sum() == 2
+    npz = str(tmp_path / "npz" / "sg.")
+    resumed = [*data["scan"], *SMOOTHGRAD, "--batch-size", "1", "--out", str(out), "--resume"]
+    assert cli.main([*resumed, "--modisco-npz", npz]) == 0
+    s = _zarr_arrays(out)
+    assert s["attrs"]["method"] == "smoothgrad" and s["attrs"]["hypothetical"] is True
+    assert s["attrs"]["values"].startswith("SmoothGrad") and s["attrs"]["complete"] is True
+    raw = jaxmotif.saliency(
+        data["model"],
+        data["seq"],
+        data["dnase"],
+        None,
+        method="smoothgrad",
+        key=jax.random.key(3),
+        samples=4,
+        sigma=0.2,
+    )  # (N, T, L, 4), one call
+    expected = np.moveaxis(raw - raw.mean(axis=-1, keepdims=True), 1, -1)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(s["attributions"], expected, rtol=1e-5, atol=1e-6 * scale)
+    # The noise matters: the plain gradient is far from it.
+    grad = jaxmotif.saliency(data["model"], data["seq"], data["dnase"], None, method="gradient")
+    assert np.abs(np.moveaxis(grad - grad.mean(-1, keepdims=True), 1, -1) - expected).max() > 1e-3 * scale
+    hyp = np.load(tmp_path / "npz" / "sg.m2.hyp.npz")["arr_0"]
+    np.testing.assert_array_equal(hyp, s["attributions"][..., 1].transpose(0, 2, 1))
+    # A resume with other noise is refused, naming the option; the store is left as it was.
+    capsys.readouterr()
+    for flag, value in (("--samples", "5"), ("--sigma", "0.1"), ("--seed", "4")):
+        assert cli.main([*resumed, flag, value]) == 1
+        assert f"{flag[2:]} differs" in capsys.readouterr().err
+    np.testing.assert_array_equal(_zarr_arrays(out)["attributions"], s["attributions"])
+    assert cli.main([*resumed, "--sigma", "-1"]) == 1
+    assert "--sigma -1.0 must be" in capsys.readouterr().err
+
+
 def test_host_memory_is_constant_in_the_number_of_regions(data, tmp_path):
     """The writer holds at most one chunk being assembled (plus batches), whatever N."""
     from jaxmotif.io.fasta import Genome
