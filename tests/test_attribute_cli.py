@@ -540,12 +540,15 @@ def test_saliency_store_streams_the_fasta_with_the_values_of_the_npz(data, tmp_p
     monkeypatch.setattr(common, "read_fasta_records", whole_file)
     for name, options in runs.items():
         argv = [*ckpt, "--fasta", str(fastas[name]), *options]
-        assert saliency_cli.main([*argv, "--out", str(tmp_path / f"{name}.zarr")]) == 0
+        logos = ["--logos", "1"] if name == "bw" else []  # named from the first pass's record names
+        assert saliency_cli.main([*argv, *logos, "--out", str(tmp_path / f"{name}.zarr")]) == 0
         s = _zarr_arrays(tmp_path / f"{name}.zarr")
         npz = np.load(tmp_path / f"{name}.npz")["saliency"]  # (N, T, L, 4)
         np.testing.assert_array_equal(s["attributions"], np.moveaxis(npz, 1, -1))
         assert s["attrs"]["complete"] is True and s["done"].all()
     assert spans == [(2, 2), (2, 2), (1, 1)] * 2  # one batch of records (and DNase rows) at a time
+    (logo,) = (tmp_path / "bw_logos").iterdir()
+    assert logo.name.startswith("0000_chr")
 
 
 def test_saliency_store_bad_record_late_leaves_nothing(data, tmp_path, monkeypatch, capsys):

@@ -2,7 +2,8 @@
 
 Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one target, ``names``,
 ``method``, ``targets``; or, when ``OUT`` ends in ``.zarr``, an attribution store streamed batch by
-batch, the layout of ``python -m jaxmotif.attribute``: ``attributions`` (N, L, 4, T)) and, with
+batch, the layout of ``python -m jaxmotif.attribute``: ``attributions`` (N, L, 4, T); the FASTA is
+then read one batch of records at a time, after a first pass that checks every record) and, with
 ``--logos N``, sequence logos of the N sequences with the largest
 attribution into ``OUT``'s ``_logos`` folder. Outputs follow :mod:`jaxmotif.cli.common`'s policy.
 """
@@ -48,9 +49,10 @@ bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png
 with the largest total |attribution|, one panel per target around the most salient base; the x axis
 shows genome positions (1-based, as a genome browser) when the record name is such a region, else
 offsets in the window. --out OUT.zarr streams the maps into an attribution store (the layout
-`python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them;
-the sequences themselves are still read whole, so for genome-scale inputs run `python -m
-jaxmotif.attribute` on the genome FASTA and a BED file (constant memory, resume). An existing OUT
+`python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
+and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
+then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
+resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. An existing OUT
 (or OUT_logos) is refused unless --overwrite; memory per
 compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
 """
