@@ -2,6 +2,7 @@
 jax.distributed, exports, stored precision, constant host memory."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -590,8 +591,21 @@ def test_saliency_store_bad_record_late_leaves_nothing(data, tmp_path, monkeypat
     fasta.write_text(fasta.read_text().rsplit(">", 1)[0] + ">\nACGT\n")  # a header without a name
     assert saliency_cli.main(argv) == 1
     assert capsys.readouterr().err.strip() == f"error: {fasta}:13: header '>' has no record name"
+    _saliency_fasta(data, fasta, rows, [*good[:4], good[4][:7] + "R" + good[4][8:]])
+    assert saliency_cli.main([*argv, "--strict-bases"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: --fasta {fasta}: record {names[4]!r} position 7: IUPAC code 'R' "
+        "(1 in all; --strict-bases refuses them)"
+    )
     assert written == []  # all refused in the first pass
     leaves_nothing()
+    assert saliency_cli.main(argv) == 0  # without --strict-bases: one warning, the R read as N
+    assert "1 IUPAC ambiguity code(s) read as N" in capsys.readouterr().err
+    expected = data["seq"][rows].copy()
+    expected[4, 7] = 0
+    np.testing.assert_array_equal(_zarr_arrays(out)["one_hot"], expected)
+    shutil.rmtree(out)
+    written.clear()
 
     survey = saliency_cli._survey
 
