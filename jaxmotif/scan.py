@@ -650,7 +650,8 @@ def attribute_regions(out, *, fasta=None, regions=None, checkpoint=None, **optio
 
     Every other CLI option is a keyword (``dnase=``, ``control=["plus.bw", "minus.bw"]``,
     ``method="deep_lift_shap"``, ``targets=``,
-    ``summit_centred=True``, ``n_shuffles=``, ``seed=``, ``store_dtype=``, ``resume=True``,
+    ``summit_centred=True``, ``n_shuffles=``, ``seed=``, ``samples=``, ``sigma=`` (smoothgrad),
+    ``store_dtype=``, ``resume=True``,
     ``overwrite=True``, ``part="0/2"``, ``bigwig=PREFIX``, ``modisco_npz=PREFIX``, ``quiet=True``, ...).
     """
     from jaxmotif.cli import attribute
@@ -690,6 +691,7 @@ ATTRIBUTE_METHODS = (
     "guided_backprop",
     "deconvnet",
     "integrated_gradients",
+    "smoothgrad",
     "ism",
 )
 # What the stored numbers are, per method (the store's ``values`` attribute).
@@ -704,6 +706,9 @@ ATTRIBUTE_VALUES = {
     "deconvnet": "deconvnet (Zeiler & Fergus: ReLUs pass the positive backward signal whatever their input), "
     "mean-centred over the 4 bases at each position (hypothetical)",
     "integrated_gradients": "integrated gradients (zeros baseline), contributions of the bases present",
+    "smoothgrad": "SmoothGrad (Smilkov et al.: the gradient averaged over --samples copies of the input "
+    "with Gaussian noise of standard deviation --sigma; window i's noise from fold_in(key(--seed), i)), "
+    "mean-centred over the 4 bases at each position (hypothetical)",
     "ism": "ISM delta map p(s^)-p(s), mean-centred over the 4 bases at each position (hypothetical; "
     "delta = stored - stored at the reference base)",
 }
@@ -721,8 +726,25 @@ def _centred(x):
     return x - x.mean(axis=-2, keepdims=True)
 
 
-def attribution_launcher(model, method: str, targets, *, precision=None, logits=False, steps=None):
-    """``launch(params, idx (B, L) int8, dnase | None, refs (B, R, L) int8 | None) -> (B, L, 4, K)``."""
+def attribution_launcher(
+    model,
+    method: str,
+    targets,
+    *,
+    precision=None,
+    logits=False,
+    steps=None,
+    samples: int = 50,
+    sigma: float = 0.15,
+    sample_batch: int | None = None,
+    key=None,
+):
+    """``launch(params, idx (B, L) int8, dnase | None, extra) -> (B, L, 4, K)``.
+
+    ``extra``: deep_lift_shap's references, shape=(B, R, L) int8; smoothgrad's row indices of the
+    windows in the whole scan, shape=(B,) int32 (its noise is drawn per row from ``key``, so it does
+    not depend on the batch); None for the other methods.
+    """
     import jax.numpy as jnp
 
     from jaxmotif.precision import with_precision
@@ -766,6 +788,28 @@ def attribution_launcher(model, method: str, targets, *, precision=None, logits=
         )
         fn = indices_kernel(model, ("ism", id(inner)), lambda p, s, d: _centred(inner(p, s, d)))
         return lambda p, idx, d, refs: fn(p, idx, d)
+    if method == "smoothgrad":
+        from jaxmotif.integrated import _padded_chunks, smoothgrad_kernel
+
+        if key is None:
+            raise ScanError("smoothgrad needs a key (--seed)")
+        # Every sample index j of every window is one value of the kernel's scan, sample_batch at a
+        # time; the noise of (row i, sample j) is fold_in(fold_in(key, i), j) whatever the chunking.
+        js, weights = _padded_chunks(
+            np.arange(samples, dtype=np.int32),
+            np.full(samples, 1.0 / samples, np.float32),
+            sample_batch or samples,
+        )
+        js, weights = jnp.asarray(js), jnp.asarray(weights)
+        apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
+        sigma = float(sigma)
+
+        def kernel(p, seq, d, rows, k, j, w):
+            grads = smoothgrad_kernel(apply_fn, p, seq, d, rows, k, targets, sigma, j, w)  # (B, K, L, 4)
+            return jnp.moveaxis(grads - grads.mean(axis=-1, keepdims=True), 1, -1)
+
+        fn = indices_kernel(model, ("smoothgrad", targets, precision, logits, sigma), kernel)
+        return lambda p, idx, d, rows: fn(p, idx, d, rows, key, js, weights)
     if method == "integrated_gradients":
         from jaxmotif.integrated import integrated_gradients
 
@@ -820,6 +864,9 @@ def scan_attributions(
     n_shuffles: int = 20,
     seed: int = 0,
     steps: int | None = None,
+    samples: int = 50,
+    sigma: float = 0.15,
+    max_memory: int | None = None,
     part: tuple[int, int] = (0, 1),
     progress: Callable[[int], None] | None = None,
     plan: Callable[[int, int], None] | None = None,
@@ -829,6 +876,14 @@ def scan_attributions(
 ) -> AttributionSummary:
     """Attributions of ``windows`` (row ``i`` of ``store`` is ``windows[i]``) into ``store``
     (:class:`jaxmotif.io.attribution_writer.AttributionStoreWriter`).
+
+    The random methods draw per window row from ``jax.random.key(seed)``: deep_lift_shap's shuffles
+    from ``fold_in(key, row)`` (as :func:`jaxmotif.dinucleotide_shuffle` draws sequence ``row``),
+    smoothgrad's noise (``samples`` copies, standard deviation ``sigma``) as
+    :func:`jaxmotif.integrated.smoothgrad` draws it for sequence ``row``; so the stored values do
+    not depend on ``batch_size``, the devices or ``part`` (up to float rounding), and equal the
+    in-memory API on all the windows at once. ``max_memory`` bounds smoothgrad's noisy copies per
+    kernel step (:func:`jaxmotif.memory.path_plan`; default budget when None).
 
     Process ``i`` of ``N`` owns store chunks ``i::N``; chunks already done are skipped. A chunk is
     written whole once its rows are attributed, then marked done. ``plan(total, already)`` gets the
@@ -850,8 +905,34 @@ def scan_attributions(
         return AttributionSummary(0, 0, 0, time.perf_counter() - t0)
     sharding, n_dev = batch_sharding()
     step = -(-batch_size // n_dev) * n_dev
-    launcher = attribution_launcher(model, method, targets, precision=precision, logits=logits, steps=steps)
     key = jax.random.key(seed)
+    sample_batch = None
+    if method == "smoothgrad":
+        from jaxmotif import memory
+
+        _, sample_batch, _ = memory.path_plan(
+            memory.resolve_budget(max_memory),
+            sequences=step // n_dev,
+            points=samples,
+            targets=len(targets),
+            references=0,
+            activations=memory.activation_elements(model),
+            length=store.length,
+            fixed_bytes=memory.param_bytes(model),
+            max_sequences=step // n_dev,
+        )
+    launcher = attribution_launcher(
+        model,
+        method,
+        targets,
+        precision=precision,
+        logits=logits,
+        steps=steps,
+        samples=samples,
+        sigma=sigma,
+        sample_batch=sample_batch,
+        key=key,
+    )
     params = model.params
     alphabet = model.config.alphabet
     n_targets = len(targets)
@@ -870,17 +951,19 @@ def scan_attributions(
             iupac=iupac,
             one_hot=False,
         )
-        refs = None
+        extra = None  # the launcher's per-window extra input (see attribution_launcher)
         if method == "deep_lift_shap":
-            refs = shuffled_reference_indices(inputs.ref, rows_, n_shuffles, key)
-        return inputs, refs
+            extra = shuffled_reference_indices(inputs.ref, rows_, n_shuffles, key)
+        elif method == "smoothgrad":
+            extra = rows_.astype(np.int32)  # padding repeats the last row: same noise, result dropped
+        return inputs, extra
 
     def launch(prepared):
-        inputs, refs = prepared
+        inputs, extra = prepared
         idx = jax.device_put(inputs.ref, sharding)
         dnase = None if inputs.dnase is None else jax.device_put(inputs.dnase, sharding)
-        refs = None if refs is None else jax.device_put(refs, sharding)
-        return launcher(params, idx, dnase, refs)
+        extra = None if extra is None else jax.device_put(extra, sharding)
+        return launcher(params, idx, dnase, extra)
 
     def finish(batch, prepared, result):
         nonlocal written

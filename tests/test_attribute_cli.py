@@ -2,6 +2,7 @@
 jax.distributed, exports, stored precision, constant host memory."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -229,6 +230,63 @@ def test_killed_run_resumes_to_identical_store(data, tmp_path, monkeypatch, caps
     assert "seed differs" in capsys.readouterr().err
 
 
+SMOOTHGRAD = ["--method", "smoothgrad", "--samples", "4", "--sigma", "0.2", "--seed", "3"]
+
+
+def test_smoothgrad_store_equals_the_api_whatever_the_batch(data, tmp_path, monkeypatch, capsys):
+    """Killed after two chunks of a --batch-size 3 run, resumed with --batch-size 1: every window's
+    noise is drawn by its row, so the store equals jaxmotif.saliency on all windows at once."""
+    help_text = cli.build_parser().format_help()
+    assert "smoothgrad" in help_text and "--samples" in help_text and "--sigma" in help_text
+    out = tmp_path / "sg.zarr"
+    calls = {"n": 0}
+    original = AttributionStoreWriter.mark_done
+
+    def crash_after_two(self, chunk):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("simulated crash")
+        original(self, chunk)
+
+    monkeypatch.setattr(AttributionStoreWriter, "mark_done", crash_after_two)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cli.main([*data["scan"], *SMOOTHGRAD, "--out", str(out)])
+    monkeypatch.setattr(AttributionStoreWriter, "mark_done", original)
+    assert _zarr_arrays(out)["done"].sum() == 2
+    npz = str(tmp_path / "npz" / "sg.")
+    resumed = [*data["scan"], *SMOOTHGRAD, "--batch-size", "1", "--out", str(out), "--resume"]
+    assert cli.main([*resumed, "--modisco-npz", npz]) == 0
+    s = _zarr_arrays(out)
+    assert s["attrs"]["method"] == "smoothgrad" and s["attrs"]["hypothetical"] is True
+    assert s["attrs"]["values"].startswith("SmoothGrad") and s["attrs"]["complete"] is True
+    raw = jaxmotif.saliency(
+        data["model"],
+        data["seq"],
+        data["dnase"],
+        None,
+        method="smoothgrad",
+        key=jax.random.key(3),
+        samples=4,
+        sigma=0.2,
+    )  # (N, T, L, 4), one call
+    expected = np.moveaxis(raw - raw.mean(axis=-1, keepdims=True), 1, -1)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(s["attributions"], expected, rtol=1e-5, atol=1e-6 * scale)
+    # The noise matters: the plain gradient is far from it.
+    grad = jaxmotif.saliency(data["model"], data["seq"], data["dnase"], None, method="gradient")
+    assert np.abs(np.moveaxis(grad - grad.mean(-1, keepdims=True), 1, -1) - expected).max() > 1e-3 * scale
+    hyp = np.load(tmp_path / "npz" / "sg.m2.hyp.npz")["arr_0"]
+    np.testing.assert_array_equal(hyp, s["attributions"][..., 1].transpose(0, 2, 1))
+    # A resume with other noise is refused, naming the option; the store is left as it was.
+    capsys.readouterr()
+    for flag, value in (("--samples", "5"), ("--sigma", "0.1"), ("--seed", "4")):
+        assert cli.main([*resumed, flag, value]) == 1
+        assert f"{flag[2:]} differs" in capsys.readouterr().err
+    np.testing.assert_array_equal(_zarr_arrays(out)["attributions"], s["attributions"])
+    assert cli.main([*resumed, "--sigma", "-1"]) == 1
+    assert "--sigma -1.0 must be" in capsys.readouterr().err
+
+
 def test_host_memory_is_constant_in_the_number_of_regions(data, tmp_path):
     """The writer holds at most one chunk being assembled (plus batches), whatever N."""
     from jaxmotif.io.fasta import Genome
@@ -436,6 +494,138 @@ def test_saliency_cli_streams_into_an_attribution_store(data, tmp_path):
     expected = [data["windows"][i] for i in (0, 3, 6, 7, 8)]
     expected = [(f"{c}:{a}-{b}", 0, L) if a < 0 else (c, a, b) for c, a, b in expected]
     assert stored == expected and stored[0] == (names[0], 0, L)
+
+
+def _saliency_fasta(data, path, rows, texts=None):
+    """A FASTA of the windows ``rows`` named as regions (``texts``: other sequences per record)."""
+    from jaxmotif.sequence import decode
+
+    names = [f"{c}:{a}-{b}" for c, a, b in (data["windows"][i] for i in rows)]
+    texts = texts or [decode(data["seq"][i]) for i in rows]
+    path.write_text("".join(f">{n}\n{t[:40]}\n{t[40:]}\n" for n, t in zip(names, texts, strict=True)))
+    return names
+
+
+def test_saliency_store_streams_the_fasta_with_the_values_of_the_npz(data, tmp_path, monkeypatch):
+    """--out X.zarr reads one batch of records at a time (never the whole FASTA) and stores what
+    the in-memory .npz path computes: SmoothGrad (the key folded per batch) with --dnase-npy, and
+    the gradient with DNase read per batch from the bigWig."""
+    from jaxmotif.cli import common
+    from jaxmotif.cli import saliency as saliency_cli
+
+    ckpt = ["--checkpoint", str(data["root"] / "ckpt"), "--quiet", "--batch-size", "2"]
+    rows = [0, 3, 6, 7, 8]
+    _saliency_fasta(data, tmp_path / "w.fa", rows)
+    np.save(tmp_path / "d.npy", data["dnase"][rows])
+    runs = {
+        "npy": ["--dnase-npy", str(tmp_path / "d.npy"), "--method", "smoothgrad", "--samples", "3"],
+        "bw": ["--dnase", str(data["root"] / "dnase.bw"), "--method", "gradient"],
+    }
+    _saliency_fasta(data, tmp_path / "in.fa", [1, 3, 4, 7, 1])  # windows inside their chromosome
+    fastas = {"npy": tmp_path / "w.fa", "bw": tmp_path / "in.fa"}
+    for name, options in runs.items():
+        argv = [*ckpt, "--fasta", str(fastas[name]), *options]
+        assert saliency_cli.main([*argv, "--out", str(tmp_path / f"{name}.npz")]) == 0
+    spans = []
+    original = saliency_cli._saliency_span
+
+    def recording(args, model, seq, dnase, *rest):
+        spans.append((seq.shape[0], None if dnase is None else dnase.shape[0]))
+        return original(args, model, seq, dnase, *rest)
+
+    def whole_file(*_, **__):
+        raise AssertionError("the store path read the whole FASTA")
+
+    monkeypatch.setattr(saliency_cli, "_saliency_span", recording)
+    monkeypatch.setattr(saliency_cli, "read_fasta_records", whole_file)
+    monkeypatch.setattr(common, "read_fasta_records", whole_file)
+    for name, options in runs.items():
+        argv = [*ckpt, "--fasta", str(fastas[name]), *options]
+        logos = ["--logos", "1"] if name == "bw" else []  # named from the first pass's record names
+        assert saliency_cli.main([*argv, *logos, "--out", str(tmp_path / f"{name}.zarr")]) == 0
+        s = _zarr_arrays(tmp_path / f"{name}.zarr")
+        npz = np.load(tmp_path / f"{name}.npz")["saliency"]  # (N, T, L, 4)
+        np.testing.assert_array_equal(s["attributions"], np.moveaxis(npz, 1, -1))
+        assert s["attrs"]["complete"] is True and s["done"].all()
+    assert spans == [(2, 2), (2, 2), (1, 1)] * 2  # one batch of records (and DNase rows) at a time
+    (logo,) = (tmp_path / "bw_logos").iterdir()
+    assert logo.name.startswith("0000_chr")
+
+
+def test_saliency_store_bad_record_late_leaves_nothing(data, tmp_path, monkeypatch, capsys):
+    """A bad record in the last batch: refused in the first pass, before any device work; and if
+    the file changes after that pass, the second pass refuses it after earlier chunks were written.
+    Either way one error line and nothing half-written."""
+    from jaxmotif.cli import saliency as saliency_cli
+    from jaxmotif.sequence import decode
+
+    rows = [0, 3, 6, 7, 8]
+    good = [decode(data["seq"][i]) for i in rows]
+    np.save(tmp_path / "d.npy", data["dnase"][rows])
+    fasta, out = tmp_path / "w.fa", tmp_path / "s.zarr"
+    argv = ["--checkpoint", str(data["root"] / "ckpt"), "--fasta", str(fasta)]
+    argv += ["--dnase-npy", str(tmp_path / "d.npy"), "--method", "gradient", "--batch-size", "2"]
+    argv += ["--quiet", "--out", str(out)]
+    written = []
+    original = AttributionStoreWriter.write_chunk
+
+    def counting(self, chunk, one_hot, attributions):
+        written.append(chunk)
+        original(self, chunk, one_hot, attributions)
+
+    monkeypatch.setattr(AttributionStoreWriter, "write_chunk", counting)
+
+    def leaves_nothing():
+        assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    names = _saliency_fasta(data, fasta, rows, [*good[:4], good[4][:10] + "X" + good[4][11:]])
+    assert saliency_cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: record {names[4]!r} position 10: invalid base 'X' (allowed: ACGTN, any case)"]
+    _saliency_fasta(data, fasta, rows, [*good[:4], good[4][:50]])
+    assert saliency_cli.main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: record {names[4]!r} has length 50; the model takes {L} "
+        "(cut windows of that length, e.g. centred on the peaks)"
+    )
+    fasta.write_text(fasta.read_text().rsplit(">", 1)[0] + ">\nACGT\n")  # a header without a name
+    assert saliency_cli.main(argv) == 1
+    assert capsys.readouterr().err.strip() == f"error: {fasta}:13: header '>' has no record name"
+    _saliency_fasta(data, fasta, rows, [*good[:4], good[4][:7] + "R" + good[4][8:]])
+    assert saliency_cli.main([*argv, "--strict-bases"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: --fasta {fasta}: record {names[4]!r} position 7: IUPAC code 'R' "
+        "(1 in all; --strict-bases refuses them)"
+    )
+    assert written == []  # all refused in the first pass
+    leaves_nothing()
+    assert saliency_cli.main(argv) == 0  # without --strict-bases: one warning, the R read as N
+    assert "1 IUPAC ambiguity code(s) read as N" in capsys.readouterr().err
+    expected = data["seq"][rows].copy()
+    expected[4, 7] = 0
+    np.testing.assert_array_equal(_zarr_arrays(out)["one_hot"], expected)
+    shutil.rmtree(out)
+    written.clear()
+
+    survey = saliency_cli._survey
+
+    def then_changed(args, model):  # the file is replaced between the two passes
+        found = survey(args, model)
+        _saliency_fasta(data, fasta, rows, [*good[:4], good[4][:50]])
+        return found
+
+    monkeypatch.setattr(saliency_cli, "_survey", then_changed)
+    _saliency_fasta(data, fasta, rows, good)
+    assert saliency_cli.main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: record {names[4]!r} has length 50; the model takes {L} "
+        "(cut windows of that length, e.g. centred on the peaks)"
+    ]
+    assert written == [0, 1]  # the first chunks were written, then removed with the rest
+    leaves_nothing()
+    monkeypatch.setattr(saliency_cli, "_survey", survey)
+    _saliency_fasta(data, fasta, rows, good)
+    assert saliency_cli.main(argv) == 0 and out.exists()  # the good file goes through
 
 
 def test_scan_mutations_call_and_bfloat16_store(data, tmp_path, capsys):

@@ -69,6 +69,8 @@ examples:
       --summit-centred --control ctl.plus.bw,ctl.minus.bw --method gradient --out bpnet.zarr
   # then TF-MoDISco on one output (or: python -m jaxmotif.modisco --attributions contribs.zarr)
   modisco motifs -s modisco/peaks.ohe.npz -a modisco/peaks.H3K27ac.hyp.npz -n 2000 -o h3k27ac.h5
+  # SmoothGrad (mean-centred, hypothetical: --modisco-npz works), reproducible by --seed
+  python -m jaxmotif.attribute ... --method smoothgrad --samples 50 --sigma 0.15 --seed 0 --out sg.zarr
   # resume after a crash; array job of 4 parts writing one store
   python -m jaxmotif.attribute ... --out contribs.zarr --resume
   python -m jaxmotif.attribute ... --out contribs.zarr --part 2/4
@@ -77,8 +79,9 @@ examples:
 
 Store: one_hot (N, L, 4) uint8, attributions (N, L, 4, T), regions/{chrom,start,end} (the windows),
 attrs method, hypothetical, values (what the numbers are), target_names, complete. The contribution
-of the base present is attributions * one_hot[..., None]. gradient, grad_x_input and ism store
-mean-centred values (hypothetical; ism's delta map is stored - stored at the reference base).
+of the base present is attributions * one_hot[..., None]. gradient, grad_x_input, guided_backprop,
+deconvnet, smoothgrad and ism store mean-centred values (hypothetical; ism's delta map is stored -
+stored at the reference base); integrated_gradients stores contributions of the bases present.
 """
 
 DEMO_DIR = "jaxmotif_attribute_demo"
@@ -87,8 +90,8 @@ DEMO_DIR = "jaxmotif_attribute_demo"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jaxmotif.attribute",
-        description="Attributions (DeepSHAP, gradients, integrated gradients, ISM) of one model-length "
-        "window per BED region, streamed into a Zarr store; bigWig and TF-MoDISco exports.",
+        description="Attributions (DeepSHAP, gradients, integrated gradients, SmoothGrad, ISM) of one "
+        "model-length window per BED region, streamed into a Zarr store; bigWig and TF-MoDISco exports.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -115,8 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-shuffles", type=int, default=20, help="deep_lift_shap references (default %(default)s)"
     )
-    p.add_argument("--seed", type=int, default=0, help="deep_lift_shap shuffles' seed (default %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="deep_lift_shap shuffles' / smoothgrad noise's seed (default %(default)s; window i draws "
+        "from fold_in(key(seed), i): the same numbers whatever --batch-size, --part or devices)",
+    )
     p.add_argument("--steps", type=int, help="integrated_gradients path points (default 64)")
+    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies per window (default 50)")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        help="smoothgrad: the noise's standard deviation (default 0.15; a one-hot input spans 0..1)",
+    )
     p.add_argument("--logits", action="store_true", help="attribute the output before its final activation")
     p.add_argument(
         "--precision", choices=("fp32", "tf32", "bf16"), default="fp32", help="default: %(default)s"
@@ -230,10 +245,12 @@ def _load(args, stream):
         if not Path(path).is_file():
             raise CliError(f"{flag} {path}: no such file")
     check_side_args(model, args)
-    for name in ("batch_size", "chunk_rows", "n_shuffles", "steps"):
+    for name in ("batch_size", "chunk_rows", "n_shuffles", "steps", "samples"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CliError(f"--{name.replace('_', '-')} {value} must be positive")
+    if args.sigma is not None and not 0 <= args.sigma < float("inf"):
+        raise CliError(f"--sigma {args.sigma} must be a finite number >= 0")
     targets = (
         resolve_cli_targets(model, args.targets) if args.targets else tuple(range(model.config.num_outputs))
     )
@@ -254,7 +271,24 @@ def default_batch(model, method: str, n_targets: int, n_shuffles: int, args) -> 
         return 1
     if method == "integrated_gradients":
         return max(1, min(rows, 8))
+    if method == "smoothgrad":  # windows per step holding their noisy copies (memory.path_plan)
+        from jaxmotif import memory
+
+        n, _, _ = memory.path_plan(
+            memory_budget(args),
+            sequences=64,
+            points=args.samples or SMOOTHGRAD_SAMPLES,
+            targets=n_targets,
+            references=0,
+            activations=memory.activation_elements(model),
+            length=model.config.seq_len,
+            fixed_bytes=memory.param_bytes(model),
+        )
+        return n
     return max(1, min(rows, 64))
+
+
+SMOOTHGRAD_SAMPLES, SMOOTHGRAD_SIGMA = 50, 0.15  # jaxmotif.integrated.smoothgrad's defaults
 
 
 KEY_MEANING = {
@@ -267,6 +301,8 @@ KEY_MEANING = {
     "n_shuffles": "--n-shuffles",
     "seed": "--seed",
     "steps": "--steps",
+    "samples": "--samples",
+    "sigma": "--sigma",
     "windows_sha256": "the regions (--regions/--summit-centred)",
     "dnase_transform": "--dnase-transform",
     "fasta": "the FASTA file (path, size or modification time)",
@@ -282,6 +318,7 @@ def scan_key(model, windows, args, target_names) -> dict:
     import json
 
     dls = args.method == "deep_lift_shap"
+    sg = args.method == "smoothgrad"
     return {
         "config": json.loads(model.config.to_json()),
         "params_sha256": params_digest(model.params),
@@ -290,8 +327,10 @@ def scan_key(model, windows, args, target_names) -> dict:
         "precision": args.precision,
         "logits": bool(args.logits),
         "n_shuffles": args.n_shuffles if dls else None,
-        "seed": args.seed if dls else None,
+        "seed": args.seed if dls or sg else None,
         "steps": (args.steps or 64) if args.method == "integrated_gradients" else None,
+        "samples": (args.samples or SMOOTHGRAD_SAMPLES) if sg else None,
+        "sigma": (SMOOTHGRAD_SIGMA if args.sigma is None else args.sigma) if sg else None,
         "windows_sha256": windows_digest(windows),
         "dnase_transform": args.dnase_transform,
         "fasta": file_identity(args.fasta),
@@ -551,6 +590,9 @@ def run_scan(args, *, stream=None) -> Path:
             n_shuffles=args.n_shuffles,
             seed=args.seed,
             steps=args.steps,
+            samples=args.samples or SMOOTHGRAD_SAMPLES,
+            sigma=SMOOTHGRAD_SIGMA if args.sigma is None else args.sigma,
+            max_memory=memory_budget(args),
             part=part,
             progress=progress,
             plan=plan,

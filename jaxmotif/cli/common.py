@@ -215,33 +215,61 @@ def read_fasta_records(path: str | os.PathLike, strict_bases: bool = False, flag
     With ``strict_bases`` an IUPAC code is refused by record and position instead. Other invalid
     characters are left for the encoder, which names them the same way.
     """
-    from jaxmotif.io.fasta import FastaError, FastaRecord, read_fasta
+    tally = IupacTally()
+    out = list(iter_fasta_records(path, flag, tally))
+    tally.report(path, strict_bases, flag)
+    return out
+
+
+class IupacTally:
+    """IUPAC codes counted over records (for :func:`iter_fasta_records`), reported in one line."""
+
+    def __init__(self):
+        self.total = 0
+        self.first: tuple[str, int, str] | None = None  # (record, position, code)
+
+    def report(self, path, strict_bases: bool, flag: str = "--fasta") -> None:
+        """With ``strict_bases`` any code is a :class:`CliError`; else one ``warning:`` line on stderr."""
+        if not self.total:
+            return
+        name, pos, char = self.first
+        if strict_bases:
+            raise CliError(
+                f"{flag} {path}: record {name!r} position {pos}: IUPAC code {char!r} "
+                f"({self.total} in all; --strict-bases refuses them)"
+            )
+        print(
+            f"warning: {flag} {path}: {self.total} IUPAC ambiguity code(s) read as N "
+            f"(first: record {name!r} position {pos} {char!r}); --strict-bases refuses them",
+            file=sys.stderr,
+        )
+
+
+def iter_fasta_records(
+    path: str | os.PathLike, flag: str = "--fasta", tally: IupacTally | None = None
+) -> Iterator:
+    """The records of :func:`read_fasta_records` one at a time (memory: one record), IUPAC codes
+    read as N and counted in ``tally`` (report them with ``tally.report`` once the file is read).
+
+    A missing file or malformed FASTA is a :class:`CliError`, raised when the reader gets to it.
+    """
+    from jaxmotif.io.fasta import FastaError, FastaRecord, iter_fasta
     from jaxmotif.sequence import iupac_to_n
 
     if not Path(path).is_file():
         raise CliError(f"{flag} {path}: no such file")
-    try:
-        records = read_fasta(path)
-    except FastaError as err:
-        raise CliError(str(err)) from None
-    out, total, first = [], 0, None
-    for record in records:
+    records = iter_fasta(path)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except FastaError as err:
+            raise CliError(str(err)) from None
         text, count = iupac_to_n(record.sequence)
-        if count and first is None:
-            pos = next(i for i, (a, b) in enumerate(zip(record.sequence, text, strict=True)) if a != b)
-            first = (record.name, pos, record.sequence[pos])
-        total += count
-        out.append(FastaRecord(record.name, text) if count else record)
-    if total:
-        name, pos, char = first
-        if strict_bases:
-            raise CliError(
-                f"{flag} {path}: record {name!r} position {pos}: IUPAC code {char!r} "
-                f"({total} in all; --strict-bases refuses them)"
-            )
-        print(
-            f"warning: {flag} {path}: {total} IUPAC ambiguity code(s) read as N "
-            f"(first: record {name!r} position {pos} {char!r}); --strict-bases refuses them",
-            file=sys.stderr,
-        )
-    return out
+        if count and tally is not None:
+            if tally.first is None:
+                pos = next(i for i, (a, b) in enumerate(zip(record.sequence, text, strict=True)) if a != b)
+                tally.first = (record.name, pos, record.sequence[pos])
+            tally.total += count
+        yield FastaRecord(record.name, text) if count else record

@@ -2,12 +2,15 @@
 
 Writes ``OUT`` (an .npz with ``saliency`` (N, T, L, 4) or (N, L, 4) for one target, ``names``,
 ``method``, ``targets``; or, when ``OUT`` ends in ``.zarr``, an attribution store streamed batch by
-batch, the layout of ``python -m jaxmotif.attribute``: ``attributions`` (N, L, 4, T)) and, with
+batch, the layout of ``python -m jaxmotif.attribute``: ``attributions`` (N, L, 4, T); the FASTA is
+then read one batch of records at a time, after a first pass that checks every record) and, with
 ``--logos N``, sequence logos of the N sequences with the largest
 attribution into ``OUT``'s ``_logos`` folder. Outputs follow :mod:`jaxmotif.cli.common`'s policy.
 """
 
 import argparse
+import contextlib
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +19,13 @@ import numpy as np
 
 from jaxmotif.cli.common import (
     CliError,
+    IupacTally,
     add_max_memory_arg,
     add_overwrite_arg,
     add_strict_bases_arg,
     add_targets_arg,
     check_output,
+    iter_fasta_records,
     memory_budget,
     new_output,
     read_fasta_records,
@@ -44,9 +49,10 @@ bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png
 with the largest total |attribution|, one panel per target around the most salient base; the x axis
 shows genome positions (1-based, as a genome browser) when the record name is such a region, else
 offsets in the window. --out OUT.zarr streams the maps into an attribution store (the layout
-`python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them;
-the sequences themselves are still read whole, so for genome-scale inputs run `python -m
-jaxmotif.attribute` on the genome FASTA and a BED file (constant memory, resume). An existing OUT
+`python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
+and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
+then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
+resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. An existing OUT
 (or OUT_logos) is refused unless --overwrite; memory per
 compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
 """
@@ -169,9 +175,8 @@ _ALL_OPTIONS = (
 )
 
 
-def _load(args):
-    from jaxmotif.sequence import one_hot
-
+def _load_model(args):
+    """The model (--checkpoint, else the demo's, with its sequences and DNase as default inputs)."""
     if args.checkpoint is None:
         from jaxmotif.demo import demo_model, demo_paths
 
@@ -187,6 +192,17 @@ def _load(args):
         model = load_model(args.checkpoint)
     if args.fasta is None:
         raise CliError("--fasta is required with --checkpoint")
+    if model.config.has_dnase and args.dnase is None and args.dnase_npy is None:
+        raise CliError("this two-branch model needs --dnase TRACK.bw or --dnase-npy F.npy")
+    if not model.config.has_dnase and (args.dnase is not None or args.dnase_npy is not None):
+        raise CliError("this DNA-only model takes no DNase input; drop --dnase/--dnase-npy")
+    return model
+
+
+def _load(args, model):
+    """Every record of --fasta (.npz output): names, one-hot (N, L, 4) and DNase (N, L) | None."""
+    from jaxmotif.sequence import one_hot
+
     records = read_fasta_records(args.fasta, args.strict_bases)
     length = model.config.seq_len
     for r in records:
@@ -213,11 +229,109 @@ def _load(args):
                     raise CliError(f"record {r.name!r} spans {region.end - region.start} bp; need {length}")
                 rows.append(reader.read(region.chrom, region.start, region.end))
         dnase = np.stack(rows).astype(np.float32)
-    if model.config.has_dnase and dnase is None:
-        raise CliError("this two-branch model needs --dnase TRACK.bw or --dnase-npy F.npy")
-    if not model.config.has_dnase and dnase is not None:
-        raise CliError("this DNA-only model takes no DNase input; drop --dnase/--dnase-npy")
-    return model, records, seq, dnase
+    return records, seq, dnase
+
+
+def _check_record(args, name: str, text: str, length: int) -> None:
+    """One record of --fasta as the model takes it (its length, bases, a region name with --dnase)."""
+    from jaxmotif.sequence import check_bases
+
+    if len(text) != length:
+        raise CliError(
+            f"record {name!r} has length {len(text)}; the model takes {length} "
+            "(cut windows of that length, e.g. centred on the peaks)"
+        )
+    check_bases(text, name=name)  # an invalid character: a SequenceError naming record and position
+    if args.dnase is not None:
+        from jaxmotif.io.bed import parse_region
+
+        region = parse_region(name)
+        if region.end - region.start != length:
+            raise CliError(f"record {name!r} spans {region.end - region.start} bp; need {length}")
+
+
+def _survey(args, model) -> tuple[list[str], np.ndarray | None]:
+    """First pass over --fasta (.zarr output), keeping only the record names: every record checked
+    (:func:`_check_record`; IUPAC codes counted and reported, or refused with --strict-bases) before
+    any device work, so a bad record late in a large file costs no compute. Returns the names and
+    --dnase-npy memory-mapped (rows read per chunk) or None.
+    """
+    tally = IupacTally()
+    length = model.config.seq_len
+    names = []
+    for record in iter_fasta_records(args.fasta, tally=tally):
+        _check_record(args, record.name, record.sequence, length)
+        names.append(record.name)
+    tally.report(args.fasta, args.strict_bases)
+    dnase = None
+    if args.dnase_npy is not None:
+        dnase = np.load(args.dnase_npy, mmap_mode="r")  # pages in only the rows each chunk reads
+        if not isinstance(dnase, np.ndarray):  # an .npz archive
+            dnase.close()
+            raise CliError(f"--dnase-npy {args.dnase_npy} is not one .npy array")
+        if dnase.shape != (len(names), length):
+            raise CliError(f"--dnase-npy shape {dnase.shape} must be ({len(names)}, {length})")
+    return names, dnase
+
+
+class _ChunkReader:
+    """Second pass over --fasta: the records of one store chunk at a time, as model inputs.
+
+    Each call takes the next ``stop - start`` records; a record that differs from the first pass
+    (the file changed in between) is a :class:`CliError`. Memory: one chunk of sequences.
+    """
+
+    def __init__(self, args, model, names: list[str], dnase_npy):
+        self.args, self.names, self.dnase_npy = args, names, dnase_npy
+        self.alphabet, self.length = model.config.alphabet, model.config.seq_len
+        self.records = iter_fasta_records(args.fasta)
+        self.bigwig = None
+        if args.dnase is not None:
+            from jaxmotif.io.bigwig import BigWigReader
+
+            self.bigwig = BigWigReader(args.dnase)
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(one-hot (n, L, 4) float32, DNase (n, L) float32 | None) of records [start, stop)."""
+        from jaxmotif.sequence import one_hot
+
+        batch = list(itertools.islice(self.records, stop - start))
+        for i, record in enumerate(batch):
+            if record.name != self.names[start + i]:
+                raise CliError(
+                    f"--fasta {self.args.fasta} changed while being read: record {start + i + 1} is "
+                    f"{record.name!r}, it was {self.names[start + i]!r}"
+                )
+            _check_record(self.args, record.name, record.sequence, self.length)
+        if len(batch) < stop - start:
+            raise CliError(
+                f"--fasta {self.args.fasta} changed while being read: {start + len(batch)} records, "
+                f"it had {len(self.names)}"
+            )
+        seq = np.stack([one_hot(r.sequence, self.alphabet, name=r.name) for r in batch])
+        if self.dnase_npy is not None:
+            return seq, np.asarray(self.dnase_npy[start:stop], np.float32)
+        if self.bigwig is not None:
+            from jaxmotif.io.bed import parse_region
+
+            rows = []
+            for r in batch:
+                region = parse_region(r.name)
+                rows.append(self.bigwig.read(region.chrom, region.start, region.end))
+            return seq, np.stack(rows).astype(np.float32)
+        return seq, None
+
+    def finish(self) -> None:
+        """Checks that the file has no more records than the first pass saw."""
+        if next(self.records, None) is not None:
+            raise CliError(
+                f"--fasta {self.args.fasta} changed while being read: more than {len(self.names)} records"
+            )
+
+    def close(self) -> None:
+        self.records.close()
+        if self.bigwig is not None:
+            self.bigwig.close()
 
 
 def genome_axis(name: str, length: int) -> tuple[int, str] | None:
@@ -260,8 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(lambda: _run(args), catch=(ValueError, OSError, KeyError))
 
 
-def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start: int, stop: int):
-    """Maps (stop - start, K, L, 4) of records [start, stop); both outputs (.npz, .zarr) call this.
+def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start: int):
+    """Maps (n, K, L, 4) of records [start, start + n): ``seq`` (n, L, 4) and ``dnase`` (n, L) | None
+    are those records' inputs; both outputs (.npz, .zarr) call this.
 
     The key is folded with ``start``: reproducible for the same --seed and --batch-size.
     """
@@ -271,8 +386,8 @@ def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start
 
     return jaxmotif.saliency(
         model,
-        seq[start:stop],
-        None if dnase is None else dnase[start:stop],
+        seq,
+        dnase,
         target=indices,
         method=args.method,
         logits=args.logits,
@@ -307,8 +422,8 @@ def _run(args) -> int:
     check_output(out, args.overwrite)
     if logo_dir.exists():  # a folder of an earlier run: replaced or removed with --overwrite, never mixed
         check_output(logo_dir, args.overwrite, "--out's logos folder")
-    model, records, seq, dnase = _load(args)
-    indices = list(resolve_cli_targets(model, target_values))  # validated before device work
+    model = _load_model(args)
+    indices = list(resolve_cli_targets(model, target_values))  # validated before reading the FASTA
     random = ("integrated_gradients", "smoothgrad", "deep_lift_shap")
     key = jax.random.key(args.seed) if args.method in random else None
     if args.step_batch is not None:
@@ -317,12 +432,14 @@ def _run(args) -> int:
         options["step_batch" if args.method == "integrated_gradients" else "sample_batch"] = args.step_batch
 
     if store_out:
-        return _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, options, budget)
+        return _run_store(args, out, logo_dir, model, indices, key, options, budget)
+    records, seq, dnase = _load(args, model)
     parts = []
     bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
     for start in range(0, len(records), args.batch_size):
         stop = min(start + args.batch_size, len(records))
-        part = _saliency_span(args, model, seq, dnase, indices, key, options, budget, start, stop)
+        span_dnase = None if dnase is None else dnase[start:stop]
+        part = _saliency_span(args, model, seq[start:stop], span_dnase, indices, key, options, budget, start)
         parts.append(part)
         bar.update(stop - start)
     bar.close()
@@ -372,13 +489,19 @@ def _store_region(name: str, length: int) -> tuple[str, int, int]:
     return region.chrom, region.start, region.end
 
 
-def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, options, budget) -> int:
-    """--out OUT.zarr: the maps streamed into an attribution store, one chunk per batch."""
+def _run_store(args, out, logo_dir, model, indices, key, options, budget) -> int:
+    """--out OUT.zarr: the maps streamed into an attribution store, one chunk per batch.
+
+    --fasta is read twice, never whole: a first pass checks every record and keeps only the names
+    (the store's rows are created from them), a second reads one chunk of records at a time. A
+    failure at any point leaves nothing (the store is written beside --out and renamed at the end).
+    """
     from tqdm import tqdm
 
     from jaxmotif.io.attribution_writer import AttributionStoreWriter
 
-    length = seq.shape[1]
+    names, dnase_npy = _survey(args, model)
+    length = model.config.seq_len
     target_names = [model.config.output_names[i] for i in indices]
     hypothetical = args.method == "gradient" or (args.method == "deep_lift_shap" and bool(args.hypothetical))
     attrs = {
@@ -389,22 +512,27 @@ def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, op
         "model": str(Path(args.checkpoint).absolute()) if args.checkpoint else "demo",
         "args": {k: v for k, v in vars(args).items() if v is not None},
     }
-    regions = [_store_region(r.name, length) for r in records]
-    totals = np.zeros(len(records))  # per-sequence total |attribution|, for --logos
-    with new_output(out, args.overwrite, folder=True) as tmp:
+    regions = [_store_region(name, length) for name in names]
+    totals = np.zeros(len(names))  # per-sequence total |attribution|, for --logos
+    with (
+        new_output(out, args.overwrite, folder=True) as tmp,
+        contextlib.closing(_ChunkReader(args, model, names, dnase_npy)) as reader,
+    ):
         tmp.rmdir()  # the writer creates the folder itself, atomically
         store = AttributionStoreWriter.create(
             tmp, regions, length, target_names, attrs, chunk_rows=args.batch_size
         )
-        bar = tqdm(total=len(records), unit="seq", disable=args.quiet, desc=args.method)
+        bar = tqdm(total=len(names), unit="seq", disable=args.quiet, desc=args.method)
         for k in range(store.n_chunks):
             start, stop = store.chunk_span(k)
-            part = _saliency_span(args, model, seq, dnase, indices, key, options, budget, start, stop)
+            seq, dnase = reader.read(start, stop)
+            part = _saliency_span(args, model, seq, dnase, indices, key, options, budget, start)
             totals[start:stop] = np.abs(part).sum(axis=(1, 2, 3))
-            store.write_chunk(k, seq[start:stop].astype(np.uint8), np.moveaxis(part, 1, -1))
+            store.write_chunk(k, seq.astype(np.uint8), np.moveaxis(part, 1, -1))
             store.mark_done(k)
             bar.update(stop - start)
         bar.close()
+        reader.finish()
         store.mark_complete()
     written = [out]
     if args.logos:
@@ -413,7 +541,7 @@ def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, op
         with new_output(logo_dir, args.overwrite, folder=True, flag="--out's logos folder") as tmp:
             for rank, i in enumerate(order):
                 _, attr = reader.read_rows(int(i), int(i) + 1)
-                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in names[i])
                 _logo(
                     tmp / f"{rank:04d}_{safe}.png",
                     np.moveaxis(attr[0], -1, 0),
@@ -421,7 +549,7 @@ def _run_store(args, out, logo_dir, model, records, seq, dnase, indices, key, op
                     model.config.alphabet,
                     args.method,
                     args.logo_width,
-                    genome_axis(records[i].name, length),
+                    genome_axis(names[i], length),
                 )
         written.append(logo_dir)
     for path in written:

@@ -1,6 +1,7 @@
 """FASTA input: small multi-record files in memory, big genomes by random access (pyfaidx).
 
-:func:`read_fasta` reads every record of a small file (plain or gzip) and checks its structure.
+:func:`read_fasta` reads every record of a small file (plain or gzip) and checks its structure;
+:func:`iter_fasta` yields the same records one at a time, for files too large to hold.
 :class:`Genome` wraps ``pyfaidx.Fasta`` for chromosome-scale references: windows are fetched
 0-based half-open, and windows running past a chromosome end are padded with ``N`` so that every
 window has the requested length (the one-hot of ``N`` is an all-zero row).
@@ -9,6 +10,7 @@ window has the requested length (the one-hot of ``N`` is an all-zero row).
 import gzip
 import io
 import os
+from collections.abc import Iterator
 from typing import NamedTuple, TextIO
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -47,6 +49,7 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
 
     Sequence lines are concatenated with surrounding whitespace removed; blank lines are ignored.
     Bases are not validated here: :func:`jaxmotif.sequence.one_hot` does that and names the record.
+    For a file too large to hold, :func:`iter_fasta` yields the same records one at a time.
 
     Parameters
     ----------
@@ -63,18 +66,26 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
         One line naming file and line for: an empty file, sequence data before the first ``>``
         header, a header without a name, a record without sequence, or undecodable bytes.
     """
-    records: list[FastaRecord] = []
+    return list(iter_fasta(path))
+
+
+def iter_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
+    """The records of :func:`read_fasta`, yielded one at a time as the file is read (memory: one record).
+
+    Raises the same :class:`FastaError` s, each when the reader gets to its line: a record is
+    yielded only once it is complete, so a caller may have consumed earlier records before an
+    error in a later one.
+    """
     name: str | None = None
     header_line = 0
     chunks: list[str] = []
     line_no = 0
+    count = 0
 
-    def finish_record() -> None:
-        if name is None:
-            return
+    def finished() -> FastaRecord:
         if not chunks:
             raise FastaError(f"{path}:{header_line}: record {name!r} has no sequence")
-        records.append(FastaRecord(name, "".join(chunks)))
+        return FastaRecord(name, "".join(chunks))
 
     try:
         with _open_text(path) as handle:
@@ -83,7 +94,9 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
                 if not line:
                     continue
                 if line.startswith(">"):
-                    finish_record()
+                    if name is not None:
+                        count += 1
+                        yield finished()
                     words = line[1:].split()
                     if not words:
                         raise FastaError(f"{path}:{line_no}: header '>' has no record name")
@@ -95,15 +108,16 @@ def read_fasta(path: str | os.PathLike) -> list[FastaRecord]:
                     )
                 else:
                     chunks.append(line)
-            finish_record()
+            if name is not None:
+                count += 1
+                yield finished()
     except UnicodeDecodeError as err:
         raise FastaError(f"{path}: not a text FASTA file ({err.reason} at byte {err.start})") from None
     except (gzip.BadGzipFile, EOFError) as err:
         raise FastaError(f"{path}: corrupt gzip data ({err})") from None
-    if not records:
+    if not count:
         what = "empty file" if line_no == 0 else f"only {line_no} blank line(s)"
         raise FastaError(f"{path}: no FASTA records ({what})")
-    return records
 
 
 def _import_pyfaidx():
