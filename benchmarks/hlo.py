@@ -194,10 +194,10 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
     cpu = jax.default_backend() == "cpu"
     n = gemm_n or (2048 if cpu else 8192)
     size = (mib or (512 if cpu else 4096)) * 2**20
-    repeats = max(repeats, 5)
+    repeats = max(repeats, 10)
     rng = np.random.default_rng(0)
     a32, b32 = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    out = {"gemm_n": n, "copy_bytes": size, "timings": {}}
+    out = {"gemm_n": n, "copy_bytes": size, "timings": {}, "per_cpu_second": {}}
     for precision in precisions:
         dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
         a, b = jax.device_put(a32.astype(dtype)), jax.device_put(b32.astype(dtype))
@@ -205,6 +205,7 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
                                       precision))  # fmt: skip
         t = time_call(lambda gemm=gemm, a=a, b=b: gemm(None, a, b), repeats=repeats, sync=jax_sync)
         out[precision] = 2.0 * n**3 / min(t.times)
+        out["per_cpu_second"][precision] = 2.0 * n**3 / min(t.cpu_times)
         out["timings"][precision] = timing_fields(t, 1)
     step = jax.jit(lambda x: x + 1.0, donate_argnums=0)
     state = [jnp.zeros(size // 4, jnp.float32)]
@@ -215,13 +216,18 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
 
     t = time_call(add_one, repeats=repeats, sync=jax_sync)
     out["bandwidth"] = 2.0 * size / min(t.times)
+    out["per_cpu_second"]["bandwidth"] = 2.0 * size / min(t.cpu_times)
     out["timings"]["bandwidth"] = timing_fields(t, 1)
     del state[0]
     return out
 
 
-def floors(row: dict, ceiling: dict) -> dict:
-    """FLOP and memory-traffic floors of a row under ``ceiling``; with a time, the achieved fractions."""
+def floors(row: dict, ceiling: dict, per_cpu_second: dict | None = None) -> dict:
+    """FLOP and memory-traffic floors of a row under ``ceiling``; with a time, the achieved fractions.
+
+    With ``per_cpu_second`` (measured CPU ceilings) and the row's process CPU time, also the
+    fractions in CPU time: work / (ceiling per CPU-second x CPU seconds).
+    """
     flop_s = row["flops_per_unit"] / ceiling[row["precision"]]
     byte_s = row["bytes_per_unit"] / ceiling["bandwidth"]
     out = {
@@ -235,6 +241,11 @@ def floors(row: dict, ceiling: dict) -> dict:
     if row.get("time_min_s"):  # the fastest call: the least disturbed by other jobs on a shared host
         out["of_flop_floor_best"] = flop_s / row["time_min_s"]
         out["of_memory_floor_best"] = byte_s / row["time_min_s"]
+    if per_cpu_second and row.get("cpu_time_s"):
+        out["of_flop_floor_cpu"] = (
+            row["flops_per_unit"] / per_cpu_second[row["precision"]] / row["cpu_time_s"]
+        )
+        out["of_memory_floor_cpu"] = row["bytes_per_unit"] / per_cpu_second["bandwidth"] / row["cpu_time_s"]
     return out
 
 
@@ -308,26 +319,33 @@ def _us(seconds: float, unit: str) -> str:
     return f"{seconds * 1e6:.1f} µs/{unit}" if seconds < 1e-2 else f"{seconds * 1e3:.1f} ms/{unit}"
 
 
-def print_rows(rows, ceiling: dict, name: str) -> None:
-    print(
-        f"ceilings ({name}): "
-        + ", ".join(
-            f"{k} {ceiling[k]:.3g}"
-            for k in ("bandwidth", *(k for k in ("fp32", "tf32", "bf16") if k in ceiling))
-        )
-    )
+def print_rows(rows, ceiling: dict, name: str, per_cpu: dict | None = None) -> None:
+    """The table; fractions as median (fastest call), and in CPU time where ``per_cpu`` is given."""
+    names = ("bandwidth", *(k for k in ("fp32", "tf32", "bf16") if k in ceiling))
+    print(f"ceilings ({name}): " + ", ".join(f"{k} {ceiling[k]:.3g}" for k in names))
+    if per_cpu:
+        print("per CPU-second: " + ", ".join(f"{k} {per_cpu[k]:.3g}" for k in names))
     header = (
         "| task | precision | GFLOP/unit | MB moved/unit | FLOP/byte | FLOP floor | memory floor | bound |"
     )
-    header += " time (min–max) | CPU time | of FLOP floor | of memory floor |"
+    header += " time (min–max) | CPU time | of FLOP floor | of memory floor | in CPU time: FLOP, memory |"
     print(header)
-    print("|" + "---|" * 12)
+    print("|" + "---|" * 13)
     for row in rows:
-        f = floors(row, ceiling)
+        f = floors(row, ceiling, per_cpu)
         t, unit = row.get("time_s"), row["unit"]
-        spread = (
-            f" ({_us(row['time_min_s'], unit)}–{_us(row['time_max_s'], unit)})" if "time_min_s" in row else ""
-        )
+        timed = "" if t is None else _us(t, unit)
+        if "time_min_s" in row:
+            timed += f" ({_us(row['time_min_s'], unit)}–{_us(row['time_max_s'], unit)})"
+
+        def frac(key, f=f):
+            if key not in f:
+                return ""
+            return f"{f[key]:.1%}" + (f" ({f[key + '_best']:.1%})" if key + "_best" in f else "")
+
+        cpu_fractions = ""
+        if "of_flop_floor_cpu" in f:
+            cpu_fractions = f"{f['of_flop_floor_cpu']:.1%}, {f['of_memory_floor_cpu']:.1%}"
         cells = [
             row["task"],
             row["precision"],
@@ -337,10 +355,11 @@ def print_rows(rows, ceiling: dict, name: str) -> None:
             _us(f["flop_floor_s"], unit),
             _us(f["memory_floor_s"], unit),
             f["bound"],
-            "" if t is None else _us(t, unit) + spread,
+            timed,
             _us(row["cpu_time_s"], unit) if "cpu_time_s" in row else "",
-            "" if t is None else f"{f['of_flop_floor']:.1%}",
-            "" if t is None else f"{f['of_memory_floor']:.1%}",
+            frac("of_flop_floor"),
+            frac("of_memory_floor"),
+            cpu_fractions,
         ]
         print("| " + " | ".join(cells) + " |")
     for row in rows:
@@ -415,19 +434,14 @@ def main(argv=None, model=None) -> int:
             precisions, repeats=args.repeats, gemm_n=args.gemm_n, mib=args.copy_mib
         )
         ceiling = {k: measurement[k] for k in ("bandwidth", *precisions)}
+        # CPU-time fractions only mean something where the kernels run on this process's threads
+        per_cpu = measurement["per_cpu_second"] if jax.default_backend() == "cpu" else None
     else:
-        measurement, ceiling = None, DEVICES[args.ceilings]
-    rows = []
-    for precision in precisions:
-        rows += _tasks(model, tasks, args.batch, precision, args.dump, args.deeplift_batch,
-                       repeats=args.repeats if args.time else 0, ism_timed=args.ism_timed)  # fmt: skip
-        print(f"compiled {precision}", file=sys.stderr, flush=True)
-    for row in rows:  # times from elsewhere, for rows not timed here
-        key = f"{row['task']}:{row['precision']}"
-        if not row.get("time_s") and key in measured:
-            row.update(time_s=measured[key], timed="--measured")
-    print_rows(rows, ceiling, args.ceilings)
-    if args.json is not None:
+        measurement, ceiling, per_cpu = None, DEVICES[args.ceilings], None
+
+    def write_json(rows) -> None:
+        if args.json is None:
+            return
         import json
 
         out = {
@@ -438,9 +452,21 @@ def main(argv=None, model=None) -> int:
             "floors_device": args.ceilings,
             "ceilings": ceiling,
             "ceilings_measurement": measurement,
-            "rows": [{**row, **floors(row, ceiling)} for row in rows],
+            "rows": [{**row, **floors(row, ceiling, per_cpu)} for row in rows],
         }
         args.json.write_text(json.dumps(out, indent=2, default=float))
+
+    rows = []
+    for precision in precisions:
+        rows += _tasks(model, tasks, args.batch, precision, args.dump, args.deeplift_batch,
+                       repeats=args.repeats if args.time else 0, ism_timed=args.ism_timed)  # fmt: skip
+        for row in rows:  # times from elsewhere, for rows not timed here
+            key = f"{row['task']}:{row['precision']}"
+            if not row.get("time_s") and key in measured:
+                row.update(time_s=measured[key], timed="--measured")
+        write_json(rows)  # after each precision: a run cut short by a timeout keeps what it measured
+        print(f"compiled {precision}", file=sys.stderr, flush=True)
+    print_rows(rows, ceiling, args.ceilings, per_cpu)
     return 0
 
 

@@ -42,6 +42,8 @@ def test_time_with_measured_ceilings_writes_fractions(tmp_path, capsys):
         assert row["of_flop_floor"] == pytest.approx(row["flop_floor_s"] / row["time_s"])
         assert row["of_memory_floor"] == pytest.approx(row["memory_floor_s"] / row["time_s"])
         assert row["of_flop_floor_best"] == pytest.approx(row["flop_floor_s"] / row["time_min_s"])
+        cpu_floor = row["flops_per_unit"] / data["ceilings_measurement"]["per_cpu_second"]["fp32"]
+        assert row["of_flop_floor_cpu"] == pytest.approx(cpu_floor / row["cpu_time_s"])
     assert rows["forward"]["timed"] == "the analysed executable" and rows["forward"]["units"] == 2
     assert rows["ism_fast"]["timed"].startswith("mutant_predictions_fast") and rows["ism_fast"]["units"] == 1
     assert "of FLOP floor" in capsys.readouterr().out
