@@ -16,8 +16,8 @@ Ceilings (``--ceilings``, alias ``--device-floors``): ``h100`` / ``h200`` are na
 ``measured`` measures this device in the same run: the sustained rate of a large square GEMM
 through ``jnp.dot`` under :func:`jaxmotif.precision.with_precision` at each precision, and the
 bandwidth of ``x + 1`` in place (donated) over an array far larger than any cache, bytes = read +
-write. On a CPU, bf16 is emulated (converted to float32 around the arithmetic), so its ceiling is
-the emulation's.
+write. Each precision's floor is taken against that precision's GEMM, whatever the backend does with
+it (on a CPU, bf16 may be converted to float32 around the arithmetic: then so is the ceiling).
 
 The compiled program is backend-specific: on the CPU build XLA fuses differently from the GPU
 build, so the byte count is the CPU program's. The fusion listing says what is materialised.
@@ -29,6 +29,7 @@ example:
 """
 
 import argparse
+import os
 import re
 import sys
 from collections import Counter
@@ -170,7 +171,9 @@ def analyse(
     }
     if repeats:
         call, note = timed or ((lambda: compiled(*args)), "the analysed executable")
+        load = os.getloadavg()[0]  # the host's 1-minute load before and after: other jobs' share
         row.update(timing_fields(time_call(call, repeats=repeats, sync=jax_sync), units), timed=note)
+        row["load_1min"] = (load, os.getloadavg()[0])
         print(f"timed {name} ({precision}): {row['time_s']:.4g} s/{unit}", file=sys.stderr, flush=True)
     return row
 
@@ -197,7 +200,13 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
     repeats = max(repeats, 10)
     rng = np.random.default_rng(0)
     a32, b32 = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    out = {"gemm_n": n, "copy_bytes": size, "timings": {}, "per_cpu_second": {}}
+    out = {
+        "gemm_n": n,
+        "copy_bytes": size,
+        "timings": {},
+        "per_cpu_second": {},
+        "load_1min": os.getloadavg()[0],
+    }
     for precision in precisions:
         dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
         a, b = jax.device_put(a32.astype(dtype)), jax.device_put(b32.astype(dtype))
@@ -219,6 +228,7 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
     out["per_cpu_second"]["bandwidth"] = 2.0 * size / min(t.cpu_times)
     out["timings"]["bandwidth"] = timing_fields(t, 1)
     del state[0]
+    out["load_1min"] = (out["load_1min"], os.getloadavg()[0])
     return out
 
 
