@@ -39,6 +39,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import Timing, jax_sync, time_call
+from jaxmotif.precision import PRECISIONS
 
 # Device ceilings. H100: measured in shared/ANCHORS.md (copy 3.0 TB/s; matmul fp32 52, tf32 414,
 # bf16 794 TFLOP/s). H200: same tensor cores, 4.3 TB/s HBM3e (vendor figure).
@@ -139,8 +140,9 @@ def analyse(
 ) -> dict:
     """Compile ``fn(*args)`` and summarise its optimized HLO; ``units`` = sequences or windows per call.
 
-    With ``repeats``, the compiled executable itself is then timed on ``args`` (``time_call``), or
-    ``timed = (call, note)`` is, where the analysed program is not the one worth running.
+    With ``repeats``, the compiled executable itself is then timed on ``args`` (``time_call``; the
+    arrays put on the device first, so no host transfer is timed), or ``timed = (fn, note)``'s
+    ``fn(*args)`` is, where the analysed program is not the one worth running.
     """
     compiled = jax.jit(fn).lower(*args).compile()
     text = compiled.as_text()
@@ -170,9 +172,11 @@ def analyse(
         "largest": [(n, op, b / units) for n, op, b in largest],
     }
     if repeats:
-        call, note = timed or ((lambda: compiled(*args)), "the analysed executable")
+        fn, note = timed or (compiled, "the analysed executable")
+        on_device = jax.device_put(args)
         load = os.getloadavg()[0]  # the host's 1-minute load before and after: other jobs' share
-        row.update(timing_fields(time_call(call, repeats=repeats, sync=jax_sync), units), timed=note)
+        t = time_call(lambda: fn(*on_device), repeats=repeats, sync=jax_sync)
+        row.update(timing_fields(t, units), timed=note)
         row["load_1min"] = (load, os.getloadavg()[0])
         print(f"timed {name} ({precision}): {row['time_s']:.4g} s/{unit}", file=sys.stderr, flush=True)
     return row
@@ -183,12 +187,15 @@ def measure_ceilings(precisions, *, repeats: int, gemm_n: int | None = None, mib
 
     GEMM: ``jnp.dot`` of two (n, n) matrices under :func:`jaxmotif.precision.with_precision` (fp32 =
     matmul precision highest, tf32, bf16), inputs already in the compute dtype and the bf16 product
-    accumulated into a float32 result, so the timed program is the matmul alone; 2 n^3 FLOPs. A
-    ceiling is the best rate seen (the fastest of at least 5 calls): on a shared machine other
-    jobs' load only ever slows a call down.
+    accumulated into a float32 result, so the timed program is the matmul alone; 2 n^3 FLOPs.
     Bandwidth: ``x + 1`` on a donated float32 array (updated in place, no allocation per call),
     read + write bytes. Sizes default by backend: n = 2048 and 512 MiB on a CPU, 8192 and 4 GiB on
     an accelerator.
+
+    A ceiling is the best rate seen (the fastest of at least 10 calls): on a shared machine other
+    jobs' load only ever slows a call down. ``per_cpu_second``: the same work per second of process
+    CPU time (all threads), what a CPU-time fraction is taken against (far less sensitive to load,
+    but blind to threads left idle).
     """
     import jax.numpy as jnp
 
@@ -300,7 +307,7 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
             # the kernel users run (default position_chunk): the same work per window in a
             # while loop, so the unrolled program's FLOPs and bytes stand for it
             chunked = jax.jit(with_precision_fp32_head(lambda p, s, d: ism(p, s, d, None), precision))
-            timed = (lambda: chunked(*window), "mutant_predictions_fast, default position_chunk")
+            timed = (chunked, "mutant_predictions_fast, default position_chunk")
         rows.append(analyse("ism_fast", wrapped, window, units=1, unit="window", timed=timed, **common))
     if "deeplift" in tasks:
         from jaxmotif.deeplift import DEEPLIFT_OPS, deep_lift_shap_kernel, takes_fast_path
@@ -331,7 +338,7 @@ def _us(seconds: float, unit: str) -> str:
 
 def print_rows(rows, ceiling: dict, name: str, per_cpu: dict | None = None) -> None:
     """The table; fractions as median (fastest call), and in CPU time where ``per_cpu`` is given."""
-    names = ("bandwidth", *(k for k in ("fp32", "tf32", "bf16") if k in ceiling))
+    names = ("bandwidth", *(k for k in PRECISIONS if k in ceiling))
     print(f"ceilings ({name}): " + ", ".join(f"{k} {ceiling[k]:.3g}" for k in names))
     if per_cpu:
         print("per CPU-second: " + ", ".join(f"{k} {per_cpu[k]:.3g}" for k in names))
@@ -426,6 +433,9 @@ def main(argv=None, model=None) -> int:
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         print(f"error: unknown task(s) {unknown}; choose from {TASKS}", file=sys.stderr)
+        return 1
+    if not precisions or set(precisions) - set(PRECISIONS):
+        print(f"error: --precision {args.precision!r}: choose from {PRECISIONS}", file=sys.stderr)
         return 1
     if args.repeats < 1:
         print(f"error: --repeats {args.repeats} must be at least 1", file=sys.stderr)

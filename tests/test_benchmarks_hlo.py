@@ -57,6 +57,7 @@ def test_named_ceilings_without_time_have_no_fractions(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["timed"] == "--measured" and row["of_flop_floor"] == pytest.approx(row["flop_floor_s"] / 1e-3)
     assert hlo.main(["--tasks", "nope"], model=model) == 1
+    assert hlo.main(["--precision", "fp16"], model=model) == 1
 
 
 def test_alternate_compares_before_timing():
