@@ -117,19 +117,30 @@ class Timing:
     compile_s: float
     median_s: float
     repeats: int
+    times: list[float] = field(default_factory=list)  # wall seconds of each timed call
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds (all threads) of each
+
+    @property
+    def cpu_median_s(self) -> float:
+        return statistics.median(self.cpu_times)
 
 
 def time_call(fn: Callable[[], object], *, repeats: int, sync: Callable[[object], None]) -> Timing:
-    """Warm-up (compile) call timed apart, then the median of ``repeats`` synchronised calls."""
+    """Warm-up (compile) call timed apart, then the median of ``repeats`` synchronised calls.
+
+    Each call's process CPU time is kept beside its wall time: on a shared CPU, wall time grows
+    with other jobs' load while CPU time mostly does not.
+    """
     t0 = time.perf_counter()
     sync(fn())
     compile_s = time.perf_counter() - t0
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sync(fn())
         times.append(time.perf_counter() - t0)
-    return Timing(compile_s, statistics.median(times), repeats)
+        cpu_times.append(time.process_time() - c0)
+    return Timing(compile_s, statistics.median(times), repeats, times, cpu_times)
 
 
 def jax_sync(x):

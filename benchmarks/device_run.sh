@@ -15,7 +15,7 @@
 # so a step cut short keeps what it measured.
 #
 # Rehearsal on a CPU (same steps and options, --quick sizes and batches, chunks 16,32, hlo of the
-# forward only, caps times BENCH_CAP_SCALE):
+# forward only at batch 2 with small ceiling measurements, caps times BENCH_CAP_SCALE):
 #   BENCH_DEVICE=cpu BENCH_CAP_SCALE=4 bash benchmarks/device_run.sh /tmp/rehearsal 2400
 set -uo pipefail
 out=${1:-bench_out}
@@ -29,7 +29,7 @@ if [[ $dev == cpu ]]; then
     export JAX_PLATFORMS=cpu
     quick=(--quick)
     chunks=16,32
-    hlo_args=(--tasks forward --batch 2)
+    hlo_args=(--tasks forward --batch 2 --repeats 2 --gemm-n 1024 --copy-mib 256)
     batch=()
     scan_args=(--windows 2,4 --repeats 1 --shuffles 4)
 else
@@ -89,7 +89,9 @@ ${quick[*]} --precision fp32 --tasks bpnet --out $out/bpnet.json"
 # DeepSHAP beside tangermeme (no GPU row yet), only when time is left and tangermeme is installed
 step deeplift 90 bash -c "$py -c 'import tangermeme' || exit 1; $py -m benchmarks --device $dev ${quick[*]} \
 --precision fp32,bf16 --tasks deeplift --out $out/deeplift.json"
-# the compiled GPU program's FLOPs and bytes (compiles only): whatever time is left
-step hlo 600 "$py" -m benchmarks.hlo "${hlo_args[@]}" --precision fp32,bf16 --json "$out/hlo.json"
+# the compiled GPU program's FLOPs and bytes, each executable timed, this device's ceilings measured
+# (GEMM per precision, copy bandwidth): the achieved fractions of both floors; whatever time is left
+step hlo 600 "$py" -m benchmarks.hlo "${hlo_args[@]}" --time --ceilings measured --precision bf16,fp32 \
+    --json "$out/hlo.json"
 echo "== done in $((SECONDS - start))s of ${total}s"
 cat "$out/steps.tsv"
