@@ -60,11 +60,20 @@ GPU_TARGETS = {
 }
 
 
+def prepare() -> None:
+    """Call before JAX starts its backends (before the first array): the CUDA plugin's start-up
+    version check asks the absent driver and would fail, and nothing runs on a GPU here."""
+    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # executes on the CPU; the GPU is only compiled for
+
+
 def gpu_sharding(target: str):
-    """A sharding onto one compile-only device of GPU ``target`` (``h100`` or ``h200``)."""
+    """A sharding onto one compile-only device of GPU ``target`` (``h100`` or ``h200``).
+
+    Needs :func:`prepare` before JAX's first array (else the plugin did not register).
+    """
     if target not in GPU_TARGETS:
         raise ValueError(f"unknown GPU target {target!r}; choose from {sorted(GPU_TARGETS)}")
-    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # read when the plugin loads
     import jax
     from jax.experimental import topologies
 

@@ -26,6 +26,7 @@ example:
   python -m benchmarks.hlo                              # published DeepHistone, CPU compile, all tasks
   python -m benchmarks.hlo --tasks forward --batch 256 --precision bf16 --dump hlo_out/
   python -m benchmarks.hlo --time --ceilings measured --batch 16 --deeplift-batch 2 --json out.json
+  python -m benchmarks.hlo --compile-for h200 --precision fp32,bf16   # the GPU program, no GPU needed
 """
 
 import argparse
@@ -39,6 +40,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import Timing, jax_sync, time_call
+from benchmarks.deviceless import GPU_TARGETS, abstract_args, program_traffic
 from jaxmotif.precision import PRECISIONS
 
 # Device ceilings. H100: measured in shared/ANCHORS.md (copy 3.0 TB/s; matmul fp32 52, tf32 414,
@@ -137,15 +139,24 @@ def analyse(
     dump: Path | None,
     repeats: int = 0,
     timed=None,
+    target=None,
 ) -> dict:
     """Compile ``fn(*args)`` and summarise its optimized HLO; ``units`` = sequences or windows per call.
 
     With ``repeats``, the compiled executable itself is then timed on ``args`` (``time_call``; the
     arrays put on the device first, so no host transfer is timed), or ``timed = (fn, note)``'s
     ``fn(*args)`` is, where the analysed program is not the one worth running.
+
+    ``target``: a sharding onto a compile-only GPU (:mod:`benchmarks.deviceless`): the program is
+    compiled for it instead, its bytes are counted from the HLO text (XLA reports no cost for
+    compile-only devices) and its FLOPs are XLA's count of the program before optimization.
     """
-    compiled = jax.jit(fn).lower(*args).compile()
+    if target is None:
+        compiled = jax.jit(fn).lower(*args).compile()
+    else:
+        compiled = jax.jit(fn).lower(*abstract_args(args, target)).compile()
     text = compiled.as_text()
+    traffic = program_traffic(text)
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
         (dump / f"{name}_{precision}.hlo.txt").write_text(text)
@@ -153,10 +164,14 @@ def analyse(
     ops = Counter(op for _, op, _ in instructions)
     materialised = [i for i in instructions if i[1] not in ("parameter", "bitcast", "constant")]
     largest = sorted(materialised, key=lambda x: -x[2])[:6]
-    c = cost(compiled)
+    if target is None:
+        c = cost(compiled)
+    else:  # no cost analysis on a compile-only device: FLOPs before optimization, bytes from the text
+        c = {"flops": float(jax.jit(fn).lower(*args).cost_analysis()["flops"]), "bytes": float(traffic.bytes)}
     loops = text.count(" while(")
     if loops:
         print(f"{name}: {loops} while loop(s): cost analysis counts each body once", file=sys.stderr)
+    elementwise = sum(b for op, b in traffic.by_op.items() if op in ("fusion:kLoop", "fusion:kInput"))
     row = {
         "while_loops": loops,
         "task": name,
@@ -166,7 +181,14 @@ def analyse(
         "flops_per_unit": c["flops"] / units,
         "bytes_per_unit": c["bytes"] / units,
         "intensity": c["flops"] / max(c["bytes"], 1.0),
-        "temp_bytes": temp_bytes(compiled),
+        "bytes_counted_by": "XLA cost analysis"
+        if target is None
+        else "benchmarks.deviceless.program_traffic",
+        # the same counter for every program (CPU or GPU): operands + result of each kernel, once
+        "traffic_bytes_per_unit": traffic.bytes / units,
+        "elementwise_bytes_per_unit": elementwise / units,
+        "kernels_per_call": traffic.kernels,
+        "temp_bytes": None if target is not None else temp_bytes(compiled),
         "instructions": len(instructions),
         "ops": dict(ops.most_common()),
         "largest": [(n, op, b / units) for n, op, b in largest],
@@ -247,14 +269,19 @@ def floors(row: dict, ceiling: dict, per_cpu_second: dict | None = None) -> dict
     """
     flop_s = row["flops_per_unit"] / ceiling[row["precision"]]
     byte_s = row["bytes_per_unit"] / ceiling["bandwidth"]
+    # Convolutions/GEMMs and the elementwise fusions between them are separate kernels that run one
+    # after the other: the FLOPs at the peak plus the elementwise bytes at full bandwidth.
+    sequential_s = flop_s + row.get("elementwise_bytes_per_unit", 0.0) / ceiling["bandwidth"]
     out = {
         "flop_floor_s": flop_s,
         "memory_floor_s": byte_s,
+        "sequential_floor_s": sequential_s,
         "bound": "memory" if byte_s > flop_s else "compute",
     }
     if row.get("time_s"):
         out["of_flop_floor"] = flop_s / row["time_s"]
         out["of_memory_floor"] = byte_s / row["time_s"]
+        out["of_sequential_floor"] = sequential_s / row["time_s"]
     if row.get("time_min_s"):  # the fastest call: the least disturbed by other jobs on a shared host
         out["of_flop_floor_best"] = flop_s / row["time_min_s"]
         out["of_memory_floor_best"] = byte_s / row["time_min_s"]
@@ -267,7 +294,7 @@ def floors(row: dict, ceiling: dict, per_cpu_second: dict | None = None) -> dict
 
 
 def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int = 16, *, repeats: int = 0,
-           ism_timed: str = "unrolled"):  # fmt: skip
+           ism_timed: str = "unrolled", target=None):  # fmt: skip
     from jaxmotif.attribution import saliency_kernel
     from jaxmotif.precision import with_precision
 
@@ -276,7 +303,7 @@ def _tasks(model, tasks, batch: int, precision: str, dump, deeplift_batch: int =
     seq = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (batch, cfg.seq_len))]
     dnase = rng.gamma(1.0, 1.0, (batch, cfg.seq_len)).astype(np.float32) if cfg.has_dnase else None
     apply_fn = with_precision(model.apply, precision)
-    common = {"precision": precision, "dump": dump, "repeats": repeats}
+    common = {"precision": precision, "dump": dump, "repeats": repeats, "target": target}
     rows = []
     if "forward" in tasks:
         rows.append(
@@ -345,9 +372,10 @@ def print_rows(rows, ceiling: dict, name: str, per_cpu: dict | None = None) -> N
     header = (
         "| task | precision | GFLOP/unit | MB moved/unit | FLOP/byte | FLOP floor | memory floor | bound |"
     )
-    header += " time (min–max) | CPU time | of FLOP floor | of memory floor | in CPU time: FLOP, memory |"
+    header += " kernels | sequential floor | time (min–max) | CPU time | of FLOP floor | of memory floor |"
+    header += " of sequential floor | in CPU time: FLOP, memory |"
     print(header)
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 16)
     for row in rows:
         f = floors(row, ceiling, per_cpu)
         t, unit = row.get("time_s"), row["unit"]
@@ -372,10 +400,13 @@ def print_rows(rows, ceiling: dict, name: str, per_cpu: dict | None = None) -> N
             _us(f["flop_floor_s"], unit),
             _us(f["memory_floor_s"], unit),
             f["bound"],
+            str(row["kernels_per_call"]),
+            _us(f["sequential_floor_s"], unit),
             timed,
             _us(row["cpu_time_s"], unit) if "cpu_time_s" in row else "",
             frac("of_flop_floor"),
             frac("of_memory_floor"),
+            frac("of_sequential_floor"),
             cpu_fractions,
         ]
         print("| " + " | ".join(cells) + " |")
@@ -424,6 +455,13 @@ def main(argv=None, model=None) -> int:
     p.add_argument(
         "--copy-mib", type=int, default=None, help="measured ceilings: array MiB (CPU 512, else 4096)"
     )
+    p.add_argument(
+        "--compile-for",
+        choices=("host", *GPU_TARGETS),
+        default="host",
+        help="compile for this machine's backend (default), or for a GPU that is not here "
+        '(deviceless; needs pip install "jax[cuda12]", no GPU): bytes from the HLO text, no timing',
+    )
     p.add_argument("--dump", type=Path, default=None, help="write each optimized HLO text here")
     p.add_argument("--deeplift-batch", type=int, default=16, help="sequences per DeepSHAP call (x 20 refs)")
     p.add_argument("--json", type=Path, default=None, help="write the rows (and floors) as JSON here")
@@ -440,6 +478,20 @@ def main(argv=None, model=None) -> int:
     if args.repeats < 1:
         print(f"error: --repeats {args.repeats} must be at least 1", file=sys.stderr)
         return 1
+    target = None
+    if args.compile_for != "host":
+        if args.time or args.ceilings == "measured":
+            print(f"error: --compile-for {args.compile_for} compiles without the device: nothing to time or "
+                  "measure (drop --time / --ceilings measured)", file=sys.stderr)  # fmt: skip
+            return 1
+        from benchmarks.deviceless import gpu_sharding, prepare
+
+        prepare()  # before the first array: JAX sets its backends up once
+        try:
+            target = gpu_sharding(args.compile_for)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     measured = {}
     for item in args.measured:
         key, _, value = item.partition("=")
@@ -469,6 +521,7 @@ def main(argv=None, model=None) -> int:
             "device_kind": jax.devices()[0].device_kind,
             "batch": args.batch,
             "deeplift_batch": args.deeplift_batch,
+            "compiled_for": args.compile_for,
             "floors_device": args.ceilings,
             "ceilings": ceiling,
             "ceilings_measurement": measurement,
@@ -479,7 +532,8 @@ def main(argv=None, model=None) -> int:
     rows = []
     for precision in precisions:
         rows += _tasks(model, tasks, args.batch, precision, args.dump, args.deeplift_batch,
-                       repeats=args.repeats if args.time else 0, ism_timed=args.ism_timed)  # fmt: skip
+                       repeats=args.repeats if args.time else 0, ism_timed=args.ism_timed,
+                       target=target)  # fmt: skip
         for row in rows:  # times from elsewhere, for rows not timed here
             key = f"{row['task']}:{row['precision']}"
             if not row.get("time_s") and key in measured:

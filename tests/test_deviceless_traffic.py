@@ -111,7 +111,8 @@ def test_deviceless_compile_for_an_h200():  # pragma: no cover - optional CUDA p
     # in a fresh process: the CUDA plugin is set up (or not) when JAX first starts its backends
     script = """
 import jax, jax.numpy as jnp
-from benchmarks.deviceless import abstract_args, gpu_sharding, program_traffic
+from benchmarks.deviceless import abstract_args, gpu_sharding, prepare, program_traffic
+prepare()
 sharding = gpu_sharding("h200")
 x, w = jnp.zeros((4, 100, 16)), jnp.zeros((9, 16, 32))
 conv = lambda a, b: jax.lax.conv_general_dilated(a, b, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
