@@ -52,9 +52,11 @@ offsets in the window. --out OUT.zarr streams the maps into an attribution store
 `python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
 and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
 then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
-resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. An existing OUT
-(or OUT_logos) is refused unless --overwrite; memory per
-compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
+resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. --seed fixes the
+random methods (smoothgrad, deep_lift_shap, integrated_gradients --baseline shuffle): record i draws
+its noise or shuffles from fold_in(key(--seed), i), whatever --batch-size or --max-memory. An
+existing OUT (or OUT_logos) is refused unless --overwrite; memory per compiled call stays under
+--max-memory (chunks of sequences, path points and targets chosen from it).
 """
 
 
@@ -114,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--value", type=float, help="inverse_activation: output value to project (default: prediction)"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (shuffles, noise; default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (shuffles, noise; record i draws from fold_in(key(seed), i), whatever "
+        "--batch-size; default: %(default)s)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -500,7 +508,9 @@ SALIENCY_VALUES = {
     "inverse_activation": "inverse-activation projection (Denas & Taylor) of the output --value (default: "
     "the prediction), its logit sent down by each layer's transpose" + _EVERY_BASE,
     "integrated_gradients": "integrated gradients ((x - x') times the gradient averaged along the path from "
-    "the --baseline reference; " + _BY_ROW.format("shuffles") + "): each input channel's contribution, "
+    "the --baseline reference; with --baseline shuffle, "
+    + _BY_ROW.format("shuffles")
+    + "): each input channel's contribution, "
     "not hypothetical (zeros baseline: 0 at the bases absent)",
     "smoothgrad": "SmoothGrad (Smilkov et al.: the gradient averaged over --samples copies of the input with "
     "Gaussian noise of standard deviation --sigma; " + _BY_ROW.format("noise") + ")" + _EVERY_BASE,
