@@ -39,6 +39,7 @@ def saliency(
     max_memory: int | None = None,
     precision: str | None = None,
     key: jax.Array | None = None,
+    rows=None,
     **options,
 ) -> np.ndarray:
     """Saliency maps of ``model`` for one-hot sequences.
@@ -64,16 +65,21 @@ def saliency(
         :func:`jaxmotif.memory.default_memory_budget`); the sequences (and, if one sequence with
         every target does not fit, the targets) per call are chosen from it (:mod:`jaxmotif.memory`).
     precision: ``fp32`` (default, exact) | ``tf32`` | ``bf16``.
-    key: a ``jax.random`` key, for the methods that draw random numbers.
+    key: a ``jax.random`` key, for the methods that draw random numbers (``AVERAGED_METHODS``).
+    rows: shape=(N,), each sequence's index in the whole input, for those methods (default
+        ``0 .. N-1``): sequence ``i`` draws its noise / shuffled references from
+        ``fold_in(key, rows[i])``, so the numbers depend only on the key and that index, never on
+        ``batch_size`` or ``max_memory``; attributing ``seq[a:b]`` with ``rows=range(a, b)`` gives
+        rows ``a:b`` of the whole input's maps (``python -m jaxmotif.saliency`` does so per batch).
     options: keyword options of the method (see ``method``).
     """
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"method={method!r} must be one of {ATTRIBUTION_METHODS}")
     if method not in GRADIENT_METHODS:
         common = {"batch_size": batch_size, "max_memory": max_memory, "precision": precision}
-        return _other_method(model, seq, dnase, target, method, logits, common, key, options)
-    if options or key is not None:
-        given = sorted(options) + (["key"] if key is not None else [])
+        return _other_method(model, seq, dnase, target, method, logits, common, key, rows, options)
+    if options or key is not None or rows is not None:
+        given = sorted(options) + [k for k, v in (("key", key), ("rows", rows)) if v is not None]
         raise ValueError(f"method={method!r} takes no options {given}")
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
@@ -93,7 +99,7 @@ def saliency(
     return result[:, 0] if squeeze else result
 
 
-def _other_method(model, seq, dnase, target, method, logits, common, key, options):
+def _other_method(model, seq, dnase, target, method, logits, common, key, rows, options):
     """saliency() for the methods of jaxmotif.projections and jaxmotif.integrated (imported here:
     they import this module)."""
     allowed = {
@@ -107,8 +113,9 @@ def _other_method(model, seq, dnase, target, method, logits, common, key, option
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"method={method!r} takes no options {unknown}; its options: {list(allowed)}")
-    if key is not None and method not in AVERAGED_METHODS:
-        raise ValueError(f"method={method!r} draws no random numbers; drop key")
+    if method not in AVERAGED_METHODS and (key is not None or rows is not None):
+        given = " and ".join(k for k, v in (("key", key), ("rows", rows)) if v is not None)
+        raise ValueError(f"method={method!r} draws no random numbers; drop {given}")
     if method in ("deconvnet", "guided_backprop"):
         return projections.rule_saliency(model, seq, dnase, target, method=method, logits=logits, **common)
     if method == "inverse_activation":
@@ -118,6 +125,8 @@ def _other_method(model, seq, dnase, target, method, logits, common, key, option
         maps = [projections.inverse_activation(model, seq, dnase, t, **common, **options) for t in targets]
         return maps[0] if squeeze else np.stack(maps, axis=1)
     if method == "deep_lift_shap":
-        return deeplift.deep_lift_shap(model, seq, dnase, target, key=key, logits=logits, **common, **options)
+        return deeplift.deep_lift_shap(
+            model, seq, dnase, target, key=key, rows=rows, logits=logits, **common, **options
+        )
     fn = integrated.integrated_gradients if method == "integrated_gradients" else integrated.smoothgrad
-    return fn(model, seq, dnase, target, key=key, logits=logits, **common, **options)
+    return fn(model, seq, dnase, target, key=key, rows=rows, logits=logits, **common, **options)

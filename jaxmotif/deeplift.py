@@ -50,7 +50,7 @@ import numpy as np
 
 from jaxmotif.batching import map_batches
 from jaxmotif.gradients import resolve_targets
-from jaxmotif.integrated import dinucleotide_shuffle
+from jaxmotif.integrated import dinucleotide_shuffle, sequence_rows
 from jaxmotif.nonlinear import Ops, deepsea_threshold, maxpool, profile_scale
 from jaxmotif.precision import with_precision
 
@@ -365,12 +365,15 @@ def deep_lift_shap_kernel(
 # ---------------------------------------------------------------------------------------------
 
 
-def make_references(seq, references="shuffle", *, n_shuffles: int = 20, key: jax.Array | None = None):
+def make_references(
+    seq, references="shuffle", *, n_shuffles: int = 20, key: jax.Array | None = None, rows=None
+):
     """References of each sequence, shape=(N, R, L, 4) float32.
 
     references: None or ``"shuffle"`` (``n_shuffles`` dinucleotide shuffles per sequence from
-        ``key``; sequence ``i`` draws from ``fold_in(key, i)``, so the references do not depend
-        on batching), ``"zeros"`` (one all-N reference), or an array (N, R, L, 4) used as given.
+        ``key``; sequence ``i`` draws from ``fold_in(key, rows[i])``, ``rows`` default ``0 .. N-1``
+        (:func:`jaxmotif.integrated.sequence_rows`), so the references do not depend on batching),
+        ``"zeros"`` (one all-N reference), or an array (N, R, L, 4) used as given.
     """
     seq = np.asarray(seq, np.float32)
     if references is None or (isinstance(references, str) and references == "shuffle"):
@@ -378,7 +381,7 @@ def make_references(seq, references="shuffle", *, n_shuffles: int = 20, key: jax
             raise ValueError("shuffled references need an explicit key=jax.random.key(...)")
         if n_shuffles < 1:
             raise ValueError(f"n_shuffles={n_shuffles} must be positive")
-        return dinucleotide_shuffle(seq, key=key, num_shuffles=n_shuffles)
+        return dinucleotide_shuffle(seq, key=key, num_shuffles=n_shuffles, rows=rows)
     if isinstance(references, str):
         if references != "zeros":
             raise ValueError(f"references={references!r} must be None, one of {REFERENCES} or an array")
@@ -443,6 +446,7 @@ def deep_lift_shap(
     n_shuffles: int = 20,
     hypothetical: bool = False,
     key: jax.Array | None = None,
+    rows=None,
     batch_size: int | None = None,
     precision: str | None = None,
     return_deltas: bool = False,
@@ -466,6 +470,9 @@ def deep_lift_shap(
         instead of the contributions of the bases present.
     key: a ``jax.random`` key for the shuffles; the same key gives the same references and
         contributions whatever ``batch_size``.
+    rows: shape=(N,) each sequence's index in the whole input (default ``0 .. N-1``): sequence
+        ``i``'s shuffles come from ``fold_in(key, rows[i])``, so a slice ``a:b`` of a larger input
+        with ``rows=range(a, b)`` gets that input's references.
     batch_size: at most this many (sequence, reference) pairs per compiled chunk, as tangermeme's:
         a chunk holds ``max(1, batch_size // R)`` sequences with all their references (twice as
         many model rows as pairs) and the backward passes of its targets. None: as many as
@@ -485,7 +492,8 @@ def deep_lift_shap(
     targets, squeeze = resolve_targets(model, target)
     if getattr(model.config, "final_activation", None) == "softmax" and not logits:
         raise ValueError("DeepLIFT has no rule here for a softmax output; pass logits=True")
-    refs = make_references(seq, references, n_shuffles=n_shuffles, key=key)
+    rows = sequence_rows(rows, seq.shape[0])  # checked even when the references draw nothing
+    refs = make_references(seq, references, n_shuffles=n_shuffles, key=key, rows=rows)
     n_refs = refs.shape[1]
 
     base = model.apply_logits if logits else model.apply

@@ -99,7 +99,27 @@ def _dinucleotide_shuffle_symbols(s: np.ndarray, rng: np.random.Generator) -> np
     return out
 
 
-def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1) -> np.ndarray:
+def sequence_rows(rows, n: int) -> np.ndarray:
+    """Each sequence's index in the whole input, shape=(n,) int32; ``None`` means ``0 .. n-1``.
+
+    The random methods draw sequence ``i``'s numbers from ``fold_in(key, rows[i])``: a caller that
+    attributes a large input a slice at a time passes the slice's rows, and every sequence gets the
+    numbers it would get in one call on the whole input (as :func:`jaxmotif.scan.scan_attributions`
+    does per store row).
+    """
+    if rows is None:
+        return np.arange(n, dtype=np.int32)
+    arr = np.asarray(rows)
+    if arr.shape != (n,):
+        raise ValueError(f"rows shape {arr.shape} must be ({n},), one index per sequence")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"rows dtype {arr.dtype} must be integer")
+    if n and (arr.min() < 0 or arr.max() >= 2**31):
+        raise ValueError(f"rows must lie in [0, 2**31); got {int(arr.min())} .. {int(arr.max())}")
+    return arr.astype(np.int32)
+
+
+def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1, rows=None) -> np.ndarray:
     """Dinucleotide-preserving shuffles of one-hot sequences (Altschul & Erikson 1985).
 
     Each shuffle has exactly the doublet counts of its sequence (N counted as a fifth letter) and
@@ -108,9 +128,12 @@ def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1) -> np.nd
     Parameters
     ----------
     seq: shape=(N, L, 4) or (L, 4), one-hot (an N is an all-zero row).
-    key: a ``jax.random`` key. Sequence ``i`` of the batch draws from ``fold_in(key, i)``, so its
-        shuffles do not depend on how many sequences come after it.
+    key: a ``jax.random`` key. Sequence ``i`` of the batch draws from ``fold_in(key, rows[i])``, so
+        its shuffles do not depend on the other sequences.
     num_shuffles: shuffles per sequence.
+    rows: shape=(N,) each sequence's index in the whole input (default ``0 .. N-1``; see
+        :func:`sequence_rows`): ``seq[a:b]`` with ``rows=range(a, b)`` gives rows ``a:b`` of the
+        shuffles of ``seq``.
 
     Returns shape=(N, num_shuffles, L, 4) (or (num_shuffles, L, 4) for a single sequence), float32.
     """
@@ -124,8 +147,9 @@ def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1) -> np.nd
         raise ValueError(f"num_shuffles={num_shuffles} must be positive")
     symbols = _symbols(seq)
     n = symbols.shape[0]
+    rows = sequence_rows(rows, n)
     seeds = np.asarray(
-        jax.vmap(lambda i: jax.random.bits(jax.random.fold_in(key, i), (4,), jnp.uint32))(jnp.arange(n))
+        jax.vmap(lambda i: jax.random.bits(jax.random.fold_in(key, i), (4,), jnp.uint32))(jnp.asarray(rows))
     )
     table = np.concatenate([np.eye(4, dtype=np.float32), np.zeros((1, 4), np.float32)])
     out = np.empty((n, num_shuffles, *seq.shape[1:]), np.float32)
@@ -136,12 +160,13 @@ def dinucleotide_shuffle(seq, *, key: jax.Array, num_shuffles: int = 1) -> np.nd
     return out[0] if single else out
 
 
-def make_baselines(seq, baseline="zeros", *, key: jax.Array | None = None, num_baselines: int = 1):
+def make_baselines(seq, baseline="zeros", *, key: jax.Array | None = None, num_baselines: int = 1, rows=None):
     """References for integrated gradients, shape=(N, B, L, 4).
 
     baseline: ``zeros`` (every base an N), ``uniform`` (0.25 per letter), ``shuffle``
-        (``num_baselines`` dinucleotide shuffles of each sequence; needs ``key``), or an array of
-        shape (L, 4), (N, L, 4) or (N, B, L, 4).
+        (``num_baselines`` dinucleotide shuffles of each sequence; needs ``key``; sequence ``i``
+        from ``fold_in(key, rows[i])``, see :func:`dinucleotide_shuffle`), or an array of shape
+        (L, 4), (N, L, 4) or (N, B, L, 4).
 
     Returns shape=(N, B, L, 4), float32.
     """
@@ -153,7 +178,7 @@ def make_baselines(seq, baseline="zeros", *, key: jax.Array | None = None, num_b
         if baseline == "shuffle":
             if key is None:
                 raise ValueError("baseline='shuffle' needs an explicit key=jax.random.key(...)")
-            return dinucleotide_shuffle(seq, key=key, num_shuffles=num_baselines)
+            return dinucleotide_shuffle(seq, key=key, num_shuffles=num_baselines, rows=rows)
         fill = 0.0 if baseline == "zeros" else 0.25
         return np.full((n, 1, *seq.shape[1:]), fill, np.float32)
     ref = np.asarray(baseline, np.float32)
@@ -317,6 +342,7 @@ def integrated_gradients(
     num_baselines: int = 1,
     rule: str = "gausslegendre",
     key: jax.Array | None = None,
+    rows=None,
     logits: bool = False,
     batch_size: int | None = None,
     step_batch: int | None = None,
@@ -335,6 +361,8 @@ def integrated_gradients(
     baseline: ``zeros`` | ``uniform`` | ``shuffle`` (``num_baselines`` dinucleotide shuffles per
         sequence, averaged; needs ``key``) | an array (see :func:`make_baselines`).
     rule: ``gausslegendre`` (default, as Captum) | ``riemann_middle`` | ``riemann_trapezoid``.
+    key, rows: the shuffled references of sequence ``i`` come from ``fold_in(key, rows[i])``
+        (``rows`` default ``0 .. N-1``, see :func:`sequence_rows`), whatever the chunking.
     logits: attribute the output before the final activation.
     max_memory: bytes one compiled call may hold (default
         :func:`jaxmotif.memory.default_memory_budget`): the sequences per call, the (path point,
@@ -350,7 +378,8 @@ def integrated_gradients(
     """
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
-    refs = make_baselines(seq, baseline, key=key, num_baselines=num_baselines)
+    rows = sequence_rows(rows, seq.shape[0])  # checked even when the references draw nothing
+    refs = make_baselines(seq, baseline, key=key, num_baselines=num_baselines, rows=rows)
     n_refs = refs.shape[1]
     pairs, pair_weights = path_points(steps, rule, n_refs)
     n_seq, per_step, per_call = path_plan(
@@ -400,6 +429,7 @@ def smoothgrad(
     target=None,
     *,
     key: jax.Array,
+    rows=None,
     samples: int = 50,
     sigma: float = 0.15,
     logits: bool = False,
@@ -414,6 +444,9 @@ def smoothgrad(
     ----------
     model, seq, dnase, target, logits, max_memory, precision: as :func:`integrated_gradients`.
     key: a ``jax.random`` key (required); results do not depend on the chunk sizes.
+    rows: shape=(N,) each sequence's index in the whole input (default ``0 .. N-1``, see
+        :func:`sequence_rows`): sample ``j`` of sequence ``i`` adds the noise of
+        ``fold_in(fold_in(key, rows[i]), j)``.
     samples: noisy copies per sequence; sigma: the noise's standard deviation (one-hot inputs span
         0..1; Smilkov et al. suggest 10-20 % of the range).
     batch_size, sample_batch: optional upper bounds on sequences per call and noisy copies per scan step.
@@ -446,7 +479,7 @@ def smoothgrad(
     js, weights = jnp.asarray(js), jnp.asarray(weights)
     sigma = float(sigma)
     params = model.params
-    rows = np.arange(seq.shape[0], dtype=np.int32)
+    rows = sequence_rows(rows, seq.shape[0])
 
     def run(group):
         def make():

@@ -508,7 +508,7 @@ def _saliency_fasta(data, path, rows, texts=None):
 
 def test_saliency_store_streams_the_fasta_with_the_values_of_the_npz(data, tmp_path, monkeypatch):
     """--out X.zarr reads one batch of records at a time (never the whole FASTA) and stores what
-    the in-memory .npz path computes: SmoothGrad (the key folded per batch) with --dnase-npy, and
+    the in-memory .npz path computes: SmoothGrad (noise drawn by record index) with --dnase-npy, and
     the gradient with DNase read per batch from the bigWig."""
     from jaxmotif.cli import common
     from jaxmotif.cli import saliency as saliency_cli

@@ -269,3 +269,170 @@ def test_saliency_cli(rng, tmp_path, capsys):
     assert main([*common, "--out", str(bad), "--quiet"]) == 1
     assert "record 'short' has length 4; the model takes 64" in capsys.readouterr().err
     assert not bad.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness by row: a seed fixes the numbers, whatever the batching
+# ---------------------------------------------------------------------------------------------
+
+# Each random method with small options: API keywords, and the saliency CLI's flags.
+RANDOM_RUNS = {
+    "smoothgrad": ({"samples": 3, "sigma": 0.3}, ["--samples", "3", "--sigma", "0.3"]),
+    "deep_lift_shap": ({"n_shuffles": 2, "hypothetical": True}, ["--n-shuffles", "2", "--hypothetical"]),
+    "integrated_gradients": (
+        {"steps": 4, "baseline": "shuffle", "num_baselines": 2},
+        ["--steps", "4", "--baseline", "shuffle", "--num-baselines", "2"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def rows_case():
+    """One model and 4 sequences for the tests below: they share its compiled kernels (calls of 1,
+    3 and 4 sequences), which keeps them fast."""
+    from jaxmotif.models import DeepHistoneConfig
+
+    config = DeepHistoneConfig(
+        variant="full", seq_len=64, widths=(8, 8, 8), hidden=12, num_outputs=2, output_names=("m1", "m2")
+    )
+    rng = np.random.default_rng(22)
+    seq, dnase = random_onehot(rng, 4, 64), rng.random((4, 64)).astype(np.float32)
+    return Model.random(config, key=jax.random.key(21)), seq, dnase
+
+
+def test_random_methods_draw_by_row_not_by_batch(rows_case):
+    """jaxmotif.saliency: sequence i's noise / shuffles come from (key, rows[i]) only -- the same
+    with batch_size or max_memory splitting the input, and a slice with its rows equals the whole's
+    rows. (The splits reuse the calls of one sequence: no compilations beyond the CLI test's.)"""
+    from jaxmotif import deeplift, memory
+
+    model, seq, dnase = rows_case
+    key = jax.random.key(23)
+    act, fixed = memory.activation_elements(model), memory.param_bytes(model)
+    # Budgets with room for one sequence (all its points / references and both targets) per call.
+    one = {
+        "smoothgrad": fixed + 4 * memory.path_elements(1, 3, 2, 0, act, 64),
+        "integrated_gradients": fixed + 4 * memory.path_elements(1, 8, 2, 2, act, 64),
+        "deep_lift_shap": 2 * fixed + 4 * memory.deeplift_elements(1, 2, 2, act, 64, fast=True),
+    }
+    assert memory.path_plan(
+        one["smoothgrad"],
+        sequences=4,
+        points=3,
+        targets=2,
+        references=0,
+        activations=act,
+        length=64,
+        fixed_bytes=fixed,
+    ) == (1, 3, 2)
+    assert deeplift._chunks(model, 4, 2, 2, None, one["deep_lift_shap"]) == (1, 2)
+    for method, (options, _) in RANDOM_RUNS.items():
+        whole = jaxmotif.saliency(model, seq, dnase, None, method, key=key, **options)  # (4, 2, L, 4)
+        scale = np.abs(whole).max()
+        for split in ({"batch_size": 1}, {"max_memory": one[method]}):
+            got = jaxmotif.saliency(model, seq, dnase, None, method, key=key, **split, **options)
+            np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-6 * scale, err_msg=f"{method} {split}")
+        kw = dict(key=key, batch_size=1, **options)
+        sliced = jaxmotif.saliency(model, seq[1:], dnase[1:], None, method, rows=range(1, 4), **kw)
+        np.testing.assert_allclose(sliced, whole[1:], rtol=1e-5, atol=1e-6 * scale, err_msg=method)
+        # Without its rows the slice draws rows 0..2's numbers: visibly other maps.
+        unrowed = jaxmotif.saliency(model, seq[1:], dnase[1:], None, method, **kw)
+        assert np.abs(unrowed - whole[1:]).max() > 1e-3 * scale, method
+    with pytest.raises(ValueError, match=r"rows shape \(2,\) must be \(4,\)"):
+        jaxmotif.saliency(model, seq, dnase, 0, "smoothgrad", key=key, rows=[0, 1])
+    with pytest.raises(ValueError, match=r"rows must lie in \[0, 2\*\*31\)"):
+        jaxmotif.deep_lift_shap(model, seq, dnase, 0, key=key, rows=np.arange(-1, 3))
+    with pytest.raises(ValueError, match=r"method='gradient' takes no options \['rows'\]"):
+        jaxmotif.saliency(model, seq, dnase, 0, "gradient", rows=range(4))
+    with pytest.raises(ValueError, match="draws no random numbers; drop rows"):
+        jaxmotif.saliency(model, seq, dnase, 0, "deconvnet", rows=range(4))
+
+
+def test_shuffles_by_row_equal_the_attribute_scans():
+    """dinucleotide_shuffle(rows=...) draws what the attribute scan draws for those store rows."""
+    from jaxmotif.scan import shuffled_reference_indices
+
+    rng = np.random.default_rng(24)
+    seq = random_onehot(rng, 4, 40, n_frac=0.1)
+    key = jax.random.key(25)
+    whole = jaxmotif.dinucleotide_shuffle(seq, key=key, num_shuffles=2)
+    got = jaxmotif.dinucleotide_shuffle(seq[1:3], key=key, num_shuffles=2, rows=[1, 2])
+    np.testing.assert_array_equal(got, whole[1:3])
+    idx = np.where(seq.any(-1), seq.argmax(-1), -1).astype(np.int8)
+    scan = shuffled_reference_indices(idx[[3, 0]], np.array([3, 0]), 2, key)  # (2, R, L), -1 for N
+    np.testing.assert_array_equal(np.eye(5, dtype=np.float32)[scan][..., :4], whole[[3, 0]])
+
+
+def _cli_inputs(case, tmp_path, monkeypatch):
+    """The case's sequences as a FASTA and .npy; the CLI gets the case's model object itself
+    (its compiled kernels are reused: the checkpoint path is tested in test_saliency_cli)."""
+    from jaxmotif.models import checkpoint
+
+    model, seq, dnase = case
+    monkeypatch.setattr(checkpoint, "load_model", lambda path: model)
+    (tmp_path / "s.fa").write_text("".join(f">s{i}\n{decode(s)}\n" for i, s in enumerate(seq)))
+    np.save(tmp_path / "d.npy", dnase)
+    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--fasta", str(tmp_path / "s.fa")]
+    return [*argv, "--dnase-npy", str(tmp_path / "d.npy"), "--quiet", "--seed", "5"]
+
+
+def _store(path):
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return np.asarray(group["attributions"][:]), dict(group.attrs)
+
+
+def test_saliency_cli_seed_fixes_the_maps_whatever_the_batch_size(rows_case, tmp_path, monkeypatch):
+    """python -m jaxmotif.saliency: the same --seed gives the same .npz and .zarr maps with
+    --batch-size 1, 3 or the default, equal to jaxmotif.saliency on all records at once."""
+    from jaxmotif.cli.saliency import main
+
+    model, seq, dnase = rows_case
+    common = _cli_inputs(rows_case, tmp_path, monkeypatch)
+    for method, (options, flags) in RANDOM_RUNS.items():
+        expected = jaxmotif.saliency(model, seq, dnase, None, method, key=jax.random.key(5), **options)
+        for batch in ([], ["--batch-size", "1"], ["--batch-size", "3"]):
+            out = tmp_path / f"{method}{len(batch) and batch[1]}.npz"
+            assert main([*common, "--method", method, *flags, *batch, "--out", str(out)]) == 0
+            with np.load(out) as z:
+                np.testing.assert_array_equal(z["saliency"], expected, err_msg=f"{method} {batch}")
+        store = tmp_path / f"{method}.zarr"
+        assert main([*common, "--method", method, *flags, "--batch-size", "3", "--out", str(store)]) == 0
+        attributions, attrs = _store(store)
+        np.testing.assert_array_equal(attributions, np.moveaxis(expected, 1, -1), err_msg=method)
+        assert "fold_in(key(--seed), i)" in attrs["values"]
+        # SmoothGrad and hypothetical DeepSHAP give every base a value: hypothetical, as the store
+        # says; integrated gradients give each input channel's contribution (not hypothetical).
+        absent = np.abs(attributions * (1 - seq)[..., None]).max()
+        assert attrs["hypothetical"] is (method != "integrated_gradients") and absent > 0, method
+    # The seed matters: another one gives other maps.
+    out = tmp_path / "other.npz"
+    other = [*common, "--method", "smoothgrad", *RANDOM_RUNS["smoothgrad"][1], "--seed", "6"]
+    assert main([*other, "--out", str(out)]) == 0
+    with np.load(out) as z, np.load(tmp_path / "smoothgrad0.npz") as first:
+        assert np.abs(z["saliency"] - first["saliency"]).max() > 1e-3 * np.abs(first["saliency"]).max()
+
+
+def test_saliency_store_says_what_its_values_are():
+    """--out X.zarr's attrs: hypothetical exactly for the maps with a value at every base (the
+    gradient and what averages or replaces it, hypothetical DeepSHAP), as python -m
+    jaxmotif.attribute flags the same numbers (its grad_x_input stores the gradient itself)."""
+    from jaxmotif.attribution import ATTRIBUTION_METHODS
+    from jaxmotif.cli.saliency import store_meaning
+    from jaxmotif.scan import ATTRIBUTE_VALUES
+
+    every_base = {"gradient", "deconvnet", "guided_backprop", "inverse_activation", "smoothgrad"}
+    for method in ATTRIBUTION_METHODS:
+        for option in (False, True) if method == "deep_lift_shap" else (False,):
+            hypothetical, values = store_meaning(method, option)
+            assert hypothetical is (method in every_base or option), method
+            assert ("not hypothetical" in values) is not hypothetical, values
+            if (
+                method in ATTRIBUTE_VALUES
+                and method != "grad_x_input"
+                and (option or method != "deep_lift_shap")
+            ):
+                assert hypothetical is (method != "integrated_gradients"), method  # the attribute CLI's flag
+    assert "noise drawn from fold_in(key(--seed), i)" in store_meaning("smoothgrad")[1]
+    assert "x input" in store_meaning("grad_x_input")[1]

@@ -52,9 +52,11 @@ offsets in the window. --out OUT.zarr streams the maps into an attribution store
 `python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
 and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
 then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
-resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. An existing OUT
-(or OUT_logos) is refused unless --overwrite; memory per
-compiled call stays under --max-memory (chunks of sequences, path points and targets chosen from it).
+resume, run `python -m jaxmotif.attribute` on the genome FASTA and a BED file. --seed fixes the
+random methods (smoothgrad, deep_lift_shap, integrated_gradients --baseline shuffle): record i draws
+its noise or shuffles from fold_in(key(--seed), i), whatever --batch-size or --max-memory. An
+existing OUT (or OUT_logos) is refused unless --overwrite; memory per compiled call stays under
+--max-memory (chunks of sequences, path points and targets chosen from it).
 """
 
 
@@ -114,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--value", type=float, help="inverse_activation: output value to project (default: prediction)"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (shuffles, noise; default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (shuffles, noise; record i draws from fold_in(key(seed), i), whatever "
+        "--batch-size; default: %(default)s)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -378,12 +386,14 @@ def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start
     """Maps (n, K, L, 4) of records [start, start + n): ``seq`` (n, L, 4) and ``dnase`` (n, L) | None
     are those records' inputs; both outputs (.npz, .zarr) call this.
 
-    The key is folded with ``start``: reproducible for the same --seed and --batch-size.
+    Record ``i`` (0-based in --fasta) draws its noise / shuffled references from
+    ``fold_in(key(--seed), i)`` (its row, passed as ``rows``): the numbers depend on --seed only,
+    not on --batch-size or --max-memory, and equal ``jaxmotif.saliency(..., key=jax.random.key(seed))``
+    on the whole FASTA at once.
     """
-    import jax
-
     import jaxmotif
 
+    rows = None if key is None else np.arange(start, start + seq.shape[0])
     return jaxmotif.saliency(
         model,
         seq,
@@ -394,7 +404,8 @@ def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start
         batch_size=args.batch_size,
         max_memory=budget,
         precision=args.precision,
-        key=None if key is None else jax.random.fold_in(key, start),
+        key=key,
+        rows=rows,
         **options,
     )
 
@@ -402,6 +413,8 @@ def _saliency_span(args, model, seq, dnase, indices, key, options, budget, start
 def _run(args) -> int:
     import jax
     from tqdm import tqdm
+
+    from jaxmotif.attribution import AVERAGED_METHODS
 
     options = _method_options(args)
     for flag in ("batch_size", "step_batch"):
@@ -424,8 +437,7 @@ def _run(args) -> int:
         check_output(logo_dir, args.overwrite, "--out's logos folder")
     model = _load_model(args)
     indices = list(resolve_cli_targets(model, target_values))  # validated before reading the FASTA
-    random = ("integrated_gradients", "smoothgrad", "deep_lift_shap")
-    key = jax.random.key(args.seed) if args.method in random else None
+    key = jax.random.key(args.seed) if args.method in AVERAGED_METHODS else None
     if args.step_batch is not None:
         if args.method not in ("integrated_gradients", "smoothgrad"):
             raise CliError(f"--step-batch not used by --method {args.method}")
@@ -478,6 +490,50 @@ def _run(args) -> int:
     return 0
 
 
+# What the stored numbers are (the store's ``values`` attribute): each method as jaxmotif.saliency
+# returns it, not mean-centred (python -m jaxmotif.attribute centres its hypothetical methods; see
+# jaxmotif.scan.ATTRIBUTE_VALUES). "hypothetical": a value for every base at every position, of
+# which the base present is the contribution (TF-MoDISco reads hypothetical x one-hot).
+_EVERY_BASE = ", at every base (hypothetical; not mean-centred)"
+_BY_ROW = "record i's {} drawn from fold_in(key(--seed), i), whatever --batch-size"
+SALIENCY_VALUES = {
+    "gradient": "gradient dS/dX" + _EVERY_BASE,
+    "grad_x_input": "gradient x input: dS/dX at the bases present, 0 at the others (not hypothetical)",
+    "abs_grad_x_input": "|gradient x input|: |dS/dX| at the bases present, 0 at the others "
+    "(not hypothetical)",
+    "deconvnet": "deconvnet (Zeiler & Fergus: ReLUs pass the positive backward signal whatever their input)"
+    + _EVERY_BASE,
+    "guided_backprop": "guided backpropagation (Springenberg et al.: the gradient, ReLUs passing only "
+    "positive signal where their input is positive)" + _EVERY_BASE,
+    "inverse_activation": "inverse-activation projection (Denas & Taylor) of the output --value (default: "
+    "the prediction), its logit sent down by each layer's transpose" + _EVERY_BASE,
+    "integrated_gradients": "integrated gradients ((x - x') times the gradient averaged along the path from "
+    "the --baseline reference; with --baseline shuffle, "
+    + _BY_ROW.format("shuffles")
+    + "): each input channel's contribution, "
+    "not hypothetical (zeros baseline: 0 at the bases absent)",
+    "smoothgrad": "SmoothGrad (Smilkov et al.: the gradient averaged over --samples copies of the input with "
+    "Gaussian noise of standard deviation --sigma; " + _BY_ROW.format("noise") + ")" + _EVERY_BASE,
+}
+# A value at every base: the gradient and what averages or replaces it (not x times it).
+HYPOTHETICAL_METHODS = ("gradient", "deconvnet", "guided_backprop", "inverse_activation", "smoothgrad")
+_DEEPSHAP = "DeepSHAP {} (--n-shuffles dinucleotide-shuffled references per record, " + _BY_ROW + ")"
+
+
+def store_meaning(method: str, hypothetical_option: bool = False) -> tuple[bool, str]:
+    """(attrs["hypothetical"], attrs["values"]) of a --out X.zarr store of ``method``.
+
+    hypothetical_option: --hypothetical (deep_lift_shap only: the hypothetical contributions
+    rather than those of the bases present).
+    """
+    if method == "deep_lift_shap":
+        if hypothetical_option:
+            return True, _DEEPSHAP.format("hypothetical contributions, at every base", "shuffles")
+        present = "contributions of the bases present, 0 at the others (not hypothetical)"
+        return False, _DEEPSHAP.format(present, "shuffles")
+    return method in HYPOTHETICAL_METHODS, SALIENCY_VALUES[method]
+
+
 def _store_region(name: str, length: int) -> tuple[str, int, int]:
     """A record's window: its region when the name is ``chrom:start-end`` of ``length``, else (name, 0, L)."""
     axis = genome_axis(name, length)
@@ -503,12 +559,11 @@ def _run_store(args, out, logo_dir, model, indices, key, options, budget) -> int
     names, dnase_npy = _survey(args, model)
     length = model.config.seq_len
     target_names = [model.config.output_names[i] for i in indices]
-    hypothetical = args.method == "gradient" or (args.method == "deep_lift_shap" and bool(args.hypothetical))
+    hypothetical, values = store_meaning(args.method, bool(args.hypothetical))
     attrs = {
         "method": args.method,
         "hypothetical": hypothetical,
-        "values": f"{args.method} as jaxmotif.saliency returns it"
-        + (" (hypothetical)" if hypothetical else ""),
+        "values": values,
         "model": str(Path(args.checkpoint).absolute()) if args.checkpoint else "demo",
         "args": {k: v for k, v in vars(args).items() if v is not None},
     }
