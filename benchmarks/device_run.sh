@@ -89,6 +89,13 @@ ${quick[*]} --precision fp32 --tasks bpnet --out $out/bpnet.json"
 # DeepSHAP beside tangermeme (no GPU row yet), only when time is left and tangermeme is installed
 step deeplift 90 bash -c "$py -c 'import tangermeme' || exit 1; $py -m benchmarks --device $dev ${quick[*]} \
 --precision fp32,bf16 --tasks deeplift --out $out/deeplift.json"
+# which cuDNN algorithms XLA's autotuner gave the fp32 program's bias-fused convolutions (the fp32
+# gap to PyTorch lies in their rate: benchmarks/README.md, "The GPU program ..."); GPU only
+if [[ $dev != cpu ]]; then
+    step autotune_fp32 60 env XLA_FLAGS="--xla_gpu_dump_autotune_results_to=$out/autotune_fp32.textproto" \
+        "$py" -m benchmarks --device "$dev" --precision fp32 --tasks forward "${batch[@]}" \
+        --out "$out/autotune_fp32.json"
+fi
 # the compiled GPU program's FLOPs and bytes, each executable timed, this device's ceilings measured
 # (GEMM per precision, copy bandwidth): the achieved fractions of both floors; whatever time is left
 step hlo 600 "$py" -m benchmarks.hlo "${hlo_args[@]}" --time --ceilings measured --precision bf16,fp32 \

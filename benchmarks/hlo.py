@@ -5,9 +5,13 @@ compiled for the current backend, and XLA's own cost analysis of the *optimized*
 FLOPs it performs and the bytes its instructions read and write. From those:
 
 - the FLOP floor: FLOPs / the device's peak rate at the task's precision;
-- the memory-traffic floor: bytes accessed / the device's memory bandwidth (each fusion reads its
-  operands and writes its result once: what the program as compiled must move, not what an ideal
-  program would);
+- the memory-traffic floor: bytes accessed / the device's memory bandwidth (what the program as
+  compiled must move, not what an ideal program would). Two counts: XLA's ("bytes accessed", which
+  counts inside fusions), and :func:`benchmarks.deviceless.program_traffic`'s from the HLO text
+  (each kernel reads its operands and writes its result once; ``traffic_bytes_per_unit``), the
+  only one for a GPU compiled without the device (``--compile-for``);
+- the sequential floor: the FLOPs at the peak plus the elementwise fusions' bytes at the bandwidth
+  (convolutions and the elementwise kernels between them run one after the other);
 - with a time, the achieved fraction of each floor (floor / time). ``--time`` runs the very
   executable that was analysed (a warm-up call, then the median of ``--repeats`` calls after
   ``block_until_ready``); ``--measured task:precision=seconds`` takes a time from elsewhere.
@@ -20,7 +24,8 @@ write. Each precision's floor is taken against that precision's GEMM, whatever t
 it (on a CPU, bf16 may be converted to float32 around the arithmetic: then so is the ceiling).
 
 The compiled program is backend-specific: on the CPU build XLA fuses differently from the GPU
-build, so the byte count is the CPU program's. The fusion listing says what is materialised.
+build, so the byte count is the CPU program's unless ``--compile-for h100|h200`` compiles the GPU's
+(deviceless: see :mod:`benchmarks.deviceless`). The listing names the kernels that move the most.
 
 example:
   python -m benchmarks.hlo                              # published DeepHistone, CPU compile, all tasks
@@ -31,7 +36,6 @@ example:
 
 import argparse
 import os
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,7 +44,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import Timing, jax_sync, time_call
-from benchmarks.deviceless import GPU_TARGETS, abstract_args, program_traffic
+from benchmarks.deviceless import GPU_TARGETS, abstract_args, parse_computations, program_traffic
 from jaxmotif.precision import PRECISIONS
 
 # Device ceilings. H100: measured in shared/ANCHORS.md (copy 3.0 TB/s; matmul fp32 52, tf32 414,
@@ -52,53 +56,6 @@ DEVICES = {
 CEILINGS = (*DEVICES, "measured")
 TASKS = ("forward", "saliency", "ism_fast", "deeplift")
 ISM_TIMED = ("unrolled", "chunked")
-
-_DTYPE_BYTES = {
-    "f32": 4,
-    "bf16": 2,
-    "f16": 2,
-    "f64": 8,
-    "s32": 4,
-    "u8": 1,
-    "s8": 1,
-    "pred": 1,
-    "u32": 4,
-    "s64": 8,
-}
-_SHAPE = re.compile(r"\b(f32|bf16|f16|f64|s32|u8|s8|pred|u32|s64)\[([0-9,]*)\]")
-
-
-def shape_bytes(text: str) -> int:
-    """Bytes of the first array shape in an HLO type string such as ``f32[256,1000,128]{2,1,0}``."""
-    match = _SHAPE.search(text)
-    if not match:
-        return 0
-    dims = [int(d) for d in match.group(2).split(",") if d]
-    return _DTYPE_BYTES[match.group(1)] * int(np.prod(dims, dtype=np.int64))
-
-
-def entry_instructions(hlo_text: str) -> list[tuple[str, str, int]]:
-    """(name, opcode, output bytes) of every instruction of the ENTRY computation."""
-    out = []
-    in_entry = False
-    for line in hlo_text.splitlines():
-        if line.startswith("ENTRY"):
-            in_entry = True
-            continue
-        if in_entry and line.startswith("}"):
-            break
-        if not in_entry or "=" not in line:
-            continue
-        lhs, rhs = line.split("=", 1)
-        name = lhs.strip().removeprefix("ROOT ").strip()
-        rhs = rhs.strip()
-        opcode = re.search(r"\s([a-z][a-z0-9\-]*)\(", " " + rhs.split(")", 1)[0] + ")")
-        op = opcode.group(1) if opcode else "?"
-        if op == "fusion":
-            kind = re.search(r"kind=(k\w+)", rhs)
-            op = f"fusion:{kind.group(1) if kind else '?'}"
-        out.append((name, op, shape_bytes(rhs)))
-    return out
 
 
 def cost(compiled) -> dict:
@@ -160,10 +117,8 @@ def analyse(
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
         (dump / f"{name}_{precision}.hlo.txt").write_text(text)
-    instructions = entry_instructions(text)
-    ops = Counter(op for _, op, _ in instructions)
-    materialised = [i for i in instructions if i[1] not in ("parameter", "bitcast", "constant")]
-    largest = sorted(materialised, key=lambda x: -x[2])[:6]
+    computations, _, entry = parse_computations(text)
+    ops = Counter(i.op for i in computations[entry])  # the top-level instructions, by kind
     if target is None:
         c = cost(compiled)
     else:  # no cost analysis on a compile-only device: FLOPs before optimization, bytes from the text
@@ -189,9 +144,9 @@ def analyse(
         "elementwise_bytes_per_unit": elementwise / units,
         "kernels_per_call": traffic.kernels,
         "temp_bytes": None if target is not None else temp_bytes(compiled),
-        "instructions": len(instructions),
+        "instructions": len(computations[entry]),
         "ops": dict(ops.most_common()),
-        "largest": [(n, op, b / units) for n, op, b in largest],
+        "largest": [(n, op, b / units) for b, n, op in traffic.largest[:6]],  # kernels moving the most
     }
     if repeats:
         fn, note = timed or (compiled, "the analysed executable")
@@ -416,7 +371,7 @@ def print_rows(rows, ceiling: dict, name: str, per_cpu: dict | None = None) -> N
         if row.get("timed"):
             print(f"  timed: {row['timed']}")
         for name_, op, b in row["largest"]:
-            print(f"  largest outputs: {name_} ({op}) {b / 1e6:.2f} MB/{row['unit']}")
+            print(f"  moves the most: {name_} ({op}) {b / 1e6:.2f} MB/{row['unit']}")
 
 
 def main(argv=None, model=None) -> int:
