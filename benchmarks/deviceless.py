@@ -151,7 +151,7 @@ class Traffic:
     bytes: int = 0
     kernels: int = 0
     by_op: dict[str, int] = field(default_factory=dict)  # bytes per opcode / fusion kind / library call
-    largest: list[tuple[int, str, str]] = field(default_factory=list)  # (bytes, name, op), top 10
+    largest: list[tuple[int, str, str]] = field(default_factory=list)  # (bytes, name, op), the top movers
 
 
 def _split_operands(rest: str) -> tuple[str, str]:
@@ -210,7 +210,7 @@ def parse_computations(hlo_text: str) -> tuple[dict[str, list[Instruction]], dic
     return computations, roots, entry
 
 
-def program_traffic(hlo_text: str) -> Traffic:
+def program_traffic(hlo_text: str, top: int = 10) -> Traffic:
     """Bytes moved and kernels launched by the optimized program (the module docstring's model)."""
     computations, roots, entry = parse_computations(hlo_text)
     if not entry:
@@ -245,5 +245,5 @@ def program_traffic(hlo_text: str) -> Traffic:
             movers.append((moved * times, ins.name, ins.op))
 
     walk(entry, 1)
-    traffic.largest = sorted(movers, reverse=True)[:10]
+    traffic.largest = sorted(movers, reverse=True)[:top]
     return traffic
