@@ -1,6 +1,7 @@
 """benchmarks.hlo --time --ceilings measured and benchmarks.alternate, narrow model, no timing asserted."""
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -69,3 +70,27 @@ def test_alternate_compares_before_timing():
         assert out[task]["max_abs_diff"] < 1e-5
         assert len(out[task]["wall_s"]["jaxmotif"]) == len(out[task]["cpu_s"]["pytorch"]) == 2
         assert np.all(np.asarray(out[task]["speed_vs_pytorch_per_round"]) > 0)
+
+
+def test_every_row_has_the_hlo_text_traffic_and_the_sequential_floor(tmp_path, capsys, monkeypatch):
+    model = Model.random(jaxmotif.DeepHistoneConfig(**SMALL), key=jax.random.key(0))
+    out = tmp_path / "hlo.json"
+    argv = ["--tasks", "forward", "--precision", "fp32", "--batch", "2", "--measured", "forward:fp32=1e-3"]
+    assert hlo.main([*argv, "--json", str(out)], model=model) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["bytes_counted_by"] == "XLA cost analysis" and row["kernels_per_call"] >= 1
+    assert 0 < row["elementwise_bytes_per_unit"] <= row["traffic_bytes_per_unit"]
+    seq_floor = row["flop_floor_s"] + row["elementwise_bytes_per_unit"] / hlo.DEVICES["h200"]["bandwidth"]
+    assert row["sequential_floor_s"] == pytest.approx(seq_floor)
+    assert row["of_sequential_floor"] == pytest.approx(seq_floor / 1e-3)
+    # a GPU compiled without the device has nothing to time, and without the CUDA plugin cannot be
+    # compiled for at all: one line saying what to install
+    assert hlo.main(["--compile-for", "h200", "--time"], model=model) == 1
+    assert "nothing to time" in capsys.readouterr().err
+    for name in ("JAX_PLATFORMS", "JAX_SKIP_CUDA_CONSTRAINTS_CHECK"):  # --compile-for sets them if unset
+        monkeypatch.setenv(name, os.environ.get(name, "cpu" if name == "JAX_PLATFORMS" else "1"))
+    try:
+        import jax_plugins.xla_cuda12  # noqa: F401
+    except ImportError:
+        assert hlo.main(["--compile-for", "h200", "--tasks", "forward"], model=model) == 1
+        assert 'pip install "jax[cuda12]' in capsys.readouterr().err
