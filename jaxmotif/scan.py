@@ -248,6 +248,16 @@ def padded(items: list, step: int) -> list:
     return items + [items[-1]] * (step - len(items))
 
 
+def scan_step(n_windows: int, batch_size: int, n_dev: int) -> int:
+    """Windows per device step of a scan: ``batch_size`` rounded up to a multiple of the devices, but
+    no more than ``n_windows`` (so rounded) needs: 5 windows at ``batch_size`` 12 run as 5 rows, not
+    12. One compiled shape per run; it depends only on the input (all its windows, not those still
+    to do) and the flags, so a resumed run or another part makes the same choice."""
+    from jaxmotif.batching import chunk_size_for
+
+    return chunk_size_for(n_windows, batch_size, n_dev)
+
+
 # ---------------------------------------------------------------------------------------------
 # Sequence checks
 # ---------------------------------------------------------------------------------------------
@@ -501,6 +511,8 @@ def scan_windows(
 ) -> ScanSummary:
     """Mutation maps of ``windows`` (from :func:`jaxmotif.tiling.tile_regions`) into ``store``.
 
+    ``batch_size`` windows (default: one per local device) go to the devices per step, fewer when
+    ``windows`` are fewer (:func:`scan_step`).
     Skips chunks already marked done and chunks owned by other parts; writes each remaining chunk
     whole once all its windows are scored, then marks it done. ``plan(total, already)`` is called
     first with the bases of this part's windows and those already done (a resumed run's progress
@@ -523,7 +535,7 @@ def scan_windows(
             pending[w.chrom, c] = pending.get((w.chrom, c), 0) + 1
 
     sharding, n_dev = batch_sharding()
-    step = -(-(batch_size or n_dev) // n_dev) * n_dev
+    step = scan_step(len(windows), batch_size or n_dev, n_dev)
     inner = compiled_mutation_map(
         model, score=score, targets=targets, precision=precision, method=method, mutant_chunk=mutant_chunk
     )
@@ -598,8 +610,6 @@ def pending_chunks(store, windows) -> int:
 
 
 def _argv(options: dict) -> list[str]:
-    if isinstance(options.get("control"), list | tuple):  # --control takes one comma-separated list
-        options = {**options, "control": ",".join(str(p) for p in options["control"])}
     argv = []
     for name, value in options.items():
         if value is None or value is False:
@@ -607,6 +617,8 @@ def _argv(options: dict) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if value is True:
             argv.append(flag)
+        elif name == "control" and isinstance(value, list | tuple):  # --control once per path: a
+            argv += [x for p in value for x in (flag, str(p))]  # path may hold a comma
         elif isinstance(value, list | tuple):
             argv += [flag, *(str(v) for v in value)]
         else:
@@ -882,8 +894,9 @@ def scan_attributions(
     smoothgrad's noise (``samples`` copies, standard deviation ``sigma``) as
     :func:`jaxmotif.integrated.smoothgrad` draws it for sequence ``row``; so the stored values do
     not depend on ``batch_size``, the devices or ``part`` (up to float rounding), and equal the
-    in-memory API on all the windows at once. ``max_memory`` bounds smoothgrad's noisy copies per
-    kernel step (:func:`jaxmotif.memory.path_plan`; default budget when None).
+    in-memory API on all the windows at once. At most ``batch_size`` windows go to the devices per
+    step, fewer when ``windows`` are fewer (:func:`scan_step`). ``max_memory`` bounds smoothgrad's
+    noisy copies per kernel step (:func:`jaxmotif.memory.path_plan`; default budget when None).
 
     Process ``i`` of ``N`` owns store chunks ``i::N``; chunks already done are skipped. A chunk is
     written whole once its rows are attributed, then marked done. ``plan(total, already)`` gets the
@@ -904,7 +917,7 @@ def scan_attributions(
     if not rows:
         return AttributionSummary(0, 0, 0, time.perf_counter() - t0)
     sharding, n_dev = batch_sharding()
-    step = -(-batch_size // n_dev) * n_dev
+    step = scan_step(len(windows), batch_size, n_dev)
     key = jax.random.key(seed)
     sample_batch = None
     if method == "smoothgrad":

@@ -287,6 +287,49 @@ def test_smoothgrad_store_equals_the_api_whatever_the_batch(data, tmp_path, monk
     assert "--sigma -1.0 must be" in capsys.readouterr().err
 
 
+def test_scan_step_is_no_larger_than_the_input_needs():
+    from jaxmotif.scan import scan_step
+
+    assert scan_step(5, 12, 1) == 5  # the demo's 5 windows: 5 rows, not 12
+    assert scan_step(5, 12, 4) == 8  # a multiple of the devices
+    assert scan_step(5, 3, 2) == 4 and scan_step(100, 12, 4) == 12 and scan_step(100, 12, 1) == 12
+
+
+@pytest.mark.parametrize("method,batch", [("deep_lift_shap", "8"), ("gradient", None)])
+def test_small_input_reaches_the_kernel_unpadded(data, tmp_path, monkeypatch, method, batch):
+    """3 regions with --batch-size 8 (or gradient's default from --max-memory, 64): every kernel
+    call gets 3 rows, and the store equals the run padded to the full batch."""
+    from jaxmotif import scan
+
+    peaks = tmp_path / "three.narrowPeak"
+    peaks.write_text("".join(f"{c}\t{s}\t{e}\tp\t0\t.\t1\t1\t1\t{m}\n" for c, s, e, m in PEAKS[1:4]))
+    argv = [*data["scan"], "--method", method, "--targets", "m2"]
+    argv[argv.index("--regions") + 1] = str(peaks)
+    i = argv.index("--batch-size")
+    argv[i : i + 2] = [] if batch is None else ["--batch-size", batch]
+    rows = []
+    original = scan.indices_kernel
+
+    def counting(model, key, kernel):
+        fn = original(model, key, kernel)
+        return lambda p, idx, *rest: (rows.append(idx.shape[0]), fn(p, idx, *rest))[1]
+
+    monkeypatch.setattr(scan, "indices_kernel", counting)
+    assert cli.main([*argv, "--out", str(tmp_path / "small.zarr")]) == 0
+    assert rows == [3]
+    rows.clear()
+    monkeypatch.setattr(scan, "scan_step", lambda n, b, d: -(-b // d) * d)  # the old rule: the full batch
+    assert cli.main([*argv, "--out", str(tmp_path / "padded.zarr")]) == 0
+    assert rows == [int(batch or 64)]
+    a, b = _zarr_arrays(tmp_path / "small.zarr"), _zarr_arrays(tmp_path / "padded.zarr")
+    assert a["attrs"]["scan"] == b["attrs"]["scan"]  # what was run: the same flags, batch included
+    assert {**a["attrs"]["args"], "out": None} == {**b["attrs"]["args"], "out": None}
+    np.testing.assert_array_equal(a["one_hot"], b["one_hot"])
+    # XLA on CPU picks kernels by batch shape (3 rows here, 64 there): float32 rounding only.
+    scale = np.abs(b["attributions"]).max()
+    np.testing.assert_allclose(a["attributions"], b["attributions"], rtol=1e-5, atol=1e-6 * scale)
+
+
 def test_host_memory_is_constant_in_the_number_of_regions(data, tmp_path):
     """The writer holds at most one chunk being assembled (plus batches), whatever N."""
     from jaxmotif.io.fasta import Genome

@@ -241,3 +241,64 @@ def test_mutmap_sharded_over_four_fake_devices_equals_one_device(data, tmp_path)
         # counts head sees log(1 + the controls' sum)) differ in their last float32 bits, measured
         # up to 1.7e-6 in the deltas; the controls themselves change them by > 1e-4.
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=4e-6)
+
+
+def test_control_repeated_or_comma_separated_gives_one_store_and_paths_may_hold_commas(
+    data, tmp_path, capsys
+):
+    """--control a,b and --control a --control b are the same scan (same key, same store); a path
+    holding a comma works when named by its own --control (it names an existing file as a whole);
+    a missing file is a one-line refusal naming it, before anything is written."""
+    import shutil
+
+    import zarr
+
+    plus, minus = data["control"].split(",")
+    model = ["--checkpoint", str(data["root"] / "ckpt"), "--fasta", str(data["root"] / "genome.fa")]
+    common = [*model, "--chrom", "chrB", "--quiet"]
+    comma, repeated = tmp_path / "comma.zarr", tmp_path / "repeated.zarr"
+    assert mutmap_cli.main([*common, "--control", f"{plus},{minus}", "--out", str(comma)]) == 0
+    both = ["--control", plus, "--control", minus]
+    assert mutmap_cli.main([*common, *both, "--out", str(repeated)]) == 0
+    a, b = open_mutmap(comma), open_mutmap(repeated)
+    assert a.attrs["scan"] == b.attrs["scan"]
+    assert [p["path"] for p in a.attrs["scan"]["control"]] == [plus, minus]  # in the order given
+    np.testing.assert_array_equal(a.scores("chrB")[:], b.scores("chrB")[:])
+    assert mutmap_cli.main([*common, *both, "--out", str(comma), "--resume"]) == 0  # the same scan key
+    # A path with a comma, named by its own --control, is read (the same bytes as plus.bw).
+    odd = tmp_path / "ctl,plus.bw"
+    shutil.copyfile(plus, odd)
+    out = tmp_path / "odd.zarr"
+    assert mutmap_cli.main([*common, "--control", str(odd), "--control", minus, "--out", str(out)]) == 0
+    c = open_mutmap(out)
+    assert [p["path"] for p in c.attrs["scan"]["control"]] == [str(odd), minus]
+    np.testing.assert_array_equal(c.scores("chrB")[:], a.scores("chrB")[:])
+    # The Python call's list passes one --control per path.
+    g = jaxmotif.scan.attribute_regions(
+        tmp_path / "odd_attr.zarr",
+        fasta=data["root"] / "genome.fa",
+        regions=data["root"] / "regions.bed",
+        checkpoint=data["root"] / "ckpt",
+        control=[odd, minus],
+        method="gradient",
+        quiet=True,
+    )
+    assert zarr.open_group(str(g), mode="r").attrs["scan"]["control"][0]["path"] == str(odd)
+    # A missing file: one line naming it; a missing path with a comma says it was split.
+    capsys.readouterr()
+    nope, split = tmp_path / "nope.bw", tmp_path / "no,pe.bw"
+    refusals = [
+        (["--control", plus, "--control", str(nope)], f"control bigWig not found: {nope}"),
+        (
+            ["--control", plus, "--control", str(split)],
+            f"not found: {tmp_path / 'no'} (split on commas from --control {split}, which names no file)",
+        ),
+    ]
+    bad = tmp_path / "bad.zarr"
+    for flags, message in refusals:
+        for tool in (mutmap_cli, attribute_cli):
+            argv = [*model, "--regions", str(data["root"] / "regions.bed"), *flags, "--out", str(bad)]
+            assert tool.main(argv) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+            assert not bad.exists()

@@ -339,6 +339,84 @@ def test_vcf_snvs_into_tsv(data, tmp_path, capsys):
     assert "does not match the genome" in capsys.readouterr().err and not (tmp_path / "b.tsv").exists()
 
 
+def test_small_inputs_reach_the_kernel_unpadded(data, tmp_path, monkeypatch):
+    """--batch-size 8 on 2 windows: the kernel gets 2 rows, the store equals the run padded to 8;
+    --vcf's default 8 windows per step on 2 SNV sites (3 SNVs): 2 rows, the same TSV values."""
+    from jaxmotif import ism, scan
+
+    rows = []
+
+    def counting(make):
+        def made(*args, **kwargs):
+            fn = make(*args, **kwargs)
+            return lambda p, x, *rest: (rows.append(x.shape[0]), fn(p, x, *rest))[1]
+
+        return made
+
+    monkeypatch.setattr(scan, "indices_kernel", counting(scan.indices_kernel))
+    monkeypatch.setattr(ism, "compiled_listed_mutations", counting(ism.compiled_listed_mutations))
+    bed = tmp_path / "two.bed"
+    bed.write_text("chrA\t300\t321\nchrB\t0\t80\n")
+    argv = [*data["base"], "--regions", str(bed), "--batch-size", "8", "--chunk-len", "128", "--quiet"]
+    n_windows = len(tile_regions([("chrA", 300, 321), ("chrB", 0, 80)], L))
+    assert n_windows < 8
+    assert cli.main([*argv, "--out", str(tmp_path / "small.zarr")]) == 0
+    assert rows == [n_windows]
+    with monkeypatch.context() as m:
+        m.setattr(scan, "scan_step", lambda n, b, d: -(-b // d) * d)  # the old rule: the full batch
+        rows.clear()
+        assert cli.main([*argv, "--out", str(tmp_path / "padded.zarr")]) == 0
+        assert rows == [8]
+    a, b = read_store(tmp_path / "small.zarr"), read_store(tmp_path / "padded.zarr")
+    for chrom in CHROMS:
+        np.testing.assert_array_equal(a[chrom][1], b[chrom][1])
+        np.testing.assert_array_equal(a[chrom][2], b[chrom][2])
+        # XLA on CPU picks kernels by batch shape: float32 rounding only.
+        np.testing.assert_allclose(a[chrom][0], b[chrom][0], rtol=1e-6, atol=1e-9)
+    assert (
+        open_mutmap(tmp_path / "small.zarr").attrs["scan"]
+        == open_mutmap(tmp_path / "padded.zarr").attrs["scan"]
+    )
+    seqs = data["seqs"]
+    ref_a, ref_b = seqs["chrA"][199].upper(), seqs["chrA"][209].upper()
+    alts = [x for x in "ACGT" if x != ref_a]
+    vcf = tmp_path / "two.vcf"
+    vcf.write_text(
+        f"#CHROM\tPOS\tID\tREF\tALT\nchrA\t200\ts1\t{ref_a}\t{alts[0]},{alts[1]}\n"
+        f"chrA\t210\ts2\t{ref_b}\t{'A' if ref_b != 'A' else 'C'}\n"
+    )
+    rows.clear()
+    out = tmp_path / "two.tsv"
+    assert cli.main([*data["base"], "--vcf", str(vcf), "--out", str(out), "--quiet"]) == 0
+    assert rows == [2]
+    got = [r.split("\t") for r in out.read_text().splitlines()[1:]]
+    # The padded run: score_vcf at 8 windows per step, as the CLI ran before.
+    import io
+
+    from jaxmotif.io.bigwig import BigWigReader
+    from jaxmotif.io.fasta import Genome
+
+    rows.clear()
+    handle = io.StringIO()
+    genome = Genome(str(data["root"] / "genome.fa"))
+    with BigWigReader(data["root"] / "dnase.bw") as dnase:
+        n = cli.score_vcf(
+            data["model"],
+            genome,
+            cli.iter_sites(cli.iter_vcf_snvs(vcf, genome)),
+            handle,
+            dnase_reader=dnase,
+            targets=(0, 1, 2),
+            windows_per_step=8,
+        )
+    assert n == 3 and rows == [8]
+    want = [r.split("\t") for r in handle.getvalue().splitlines()]
+    assert [r[:5] for r in got] == [r[:5] for r in want]
+    np.testing.assert_allclose(
+        np.array([r[5:] for r in got], float), np.array([r[5:] for r in want], float), rtol=1e-5, atol=1e-9
+    )
+
+
 def test_plot_window(data, tmp_path):
     out = tmp_path / "site.png"
     assert cli.main([*data["base"], "--plot", "chrA:20-60", "--targets", "m2", "--out", str(out)]) == 0

@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", choices=("fp32", "tf32", "bf16"), default="fp32", help="default: %(default)s"
     )
-    p.add_argument("--batch-size", type=int, help="windows per device step (default: from --max-memory)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="windows per device step (default: from --max-memory); an input with fewer regions runs "
+        "them all in one step of that many",
+    )
     add_max_memory_arg(p)
     p.add_argument("--chunk-rows", type=int, default=64, help="windows per store chunk (default %(default)s)")
     p.add_argument(

@@ -160,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted scan into an existing --out"
     )
-    p.add_argument("--batch-size", type=int, help="windows per device step (default: one per local device)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="windows per device step (default: one per local device; --vcf: 8); an input with fewer "
+        "windows runs them all in one step of that many",
+    )
     p.add_argument(
         "--mutant-chunk",
         type=int,
@@ -203,20 +208,45 @@ def add_side_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--control",
         metavar="BW[,BW...]",
+        action="append",
         help="a bpnet-lite BPNet's control tracks: exactly n_control_tracks bigWigs of raw per-base "
-        "counts, comma-separated, in the order the model was trained (bpnet-lite's: plus strand, then "
-        "minus strand; or one unstranded track); read as stored, no transform",
+        "counts, in the order the model was trained (bpnet-lite's: plus strand, then minus strand; or "
+        "one unstranded track; the order matters: the model's channels follow it, and a --resume "
+        "with another order is refused), comma-separated or the flag repeated (--control plus.bw "
+        "--control minus.bw; repeat it for a path holding a comma); read as stored, no transform",
     )
 
 
 def control_paths(args) -> list[str]:
-    """The ``--control`` bigWigs as a list (empty without ``--control``)."""
-    if not getattr(args, "control", None):
+    """The ``--control`` bigWigs as a list, in the order given (empty without ``--control``).
+
+    Each occurrence of the flag (``args.control``: a list, or one string from an older caller) is one
+    path when it names an existing file as a whole (a path holding a comma), else a comma-separated
+    list of paths.
+    """
+    given = getattr(args, "control", None)
+    if not given:
         return []
-    paths = [p.strip() for p in args.control.split(",")]
-    if any(not p for p in paths):
-        raise CliError(f"--control {args.control!r} holds an empty path (BW[,BW...], comma-separated)")
+    paths = []
+    for item in [given] if isinstance(given, str) else given:
+        if "," in item and Path(item).is_file():
+            paths.append(item)
+            continue
+        parts = [p.strip() for p in item.split(",")]
+        if any(not p for p in parts):
+            raise CliError(f"--control {item!r} holds an empty path (BW[,BW...], comma-separated)")
+        paths += parts
     return paths
+
+
+def _missing_control(path: str, args) -> str:
+    """The refusal of a --control path that is no file, saying so when it is a piece of a split one."""
+    given = getattr(args, "control", None) or []
+    for item in [given] if isinstance(given, str) else given:
+        if "," in item and path in [p.strip() for p in item.split(",")]:
+            split = f"split on commas from --control {item}, which names no file"
+            return f"control bigWig not found: {path} ({split})"
+    return f"control bigWig not found: {path}"
 
 
 def check_side_args(model, args) -> None:
@@ -238,10 +268,14 @@ def check_side_args(model, args) -> None:
         if n and not controls:
             raise CliError(
                 f"the model in {args.checkpoint} takes {n} control tracks: pass --control with {n} bigWigs "
-                "of raw counts, comma-separated, in its training order (bpnet-lite: plus strand, then minus)"
+                "of raw counts (comma-separated or --control repeated), in its training order "
+                "(bpnet-lite: plus strand, then minus)"
             )
         if controls and not n:
             raise CliError(f"the model in {args.checkpoint} takes no control tracks: drop --control")
+        for path in controls:  # before the count: a missing path with a comma was split in pieces
+            if not Path(path).is_file():
+                raise CliError(_missing_control(path, args))
         if len(controls) != n:
             raise CliError(
                 f"--control names {len(controls)} bigWigs; the model in {args.checkpoint} takes {n} control "
@@ -252,9 +286,6 @@ def check_side_args(model, args) -> None:
                 f"--dnase-transform {args.dnase_transform} does not apply to control tracks: bpnet-lite "
                 "feeds them as raw counts (the model takes log(1 + sum) itself); drop it"
             )
-        for path in controls:
-            if not Path(path).is_file():
-                raise CliError(f"control bigWig not found: {path}")
         return
     if controls:
         raise CliError(f"the model in {args.checkpoint} takes no control tracks: drop --control")
@@ -879,14 +910,19 @@ def run_vcf(args, *, stream=None) -> Path:
     length = model.config.seq_len
     # Pass 1, before any device work: every line checked, every window's bases validated; only
     # counters are kept, so host memory does not grow with the number of SNVs.
-    n_snvs, skipped, dnase_chroms = 0, 0, set()
+    n_snvs, n_sites, skipped, dnase_chroms = 0, 0, 0, set()
     spans: list[tuple[str, int, int]] = []
-    iupac = 0
+    iupac, site, site_snvs = 0, None, 0
     for v in iter_vcf_snvs(args.vcf, genome):
         if v is None:
             skipped += 1
             continue
         n_snvs += 1
+        # Windows as iter_sites groups them (consecutive SNVs of a position, 3 at most): the batch
+        # needs no more rows than there are windows.
+        if (v.chrom, v.pos) != site or site_snvs == SITE_SNVS:
+            site, site_snvs, n_sites = (v.chrom, v.pos), 0, n_sites + 1
+        site_snvs += 1
         if v.chrom not in dnase_chroms:
             check_side_chroms(inputs.dnase_reader, {v.chrom})
             dnase_chroms.add(v.chrom)
@@ -905,7 +941,7 @@ def run_vcf(args, *, stream=None) -> Path:
         header += [f"{name}:p_ref", f"{name}:p_alt", f"{name}:{args.score}"]
     import jax
 
-    windows_per_step = args.batch_size or max(8, jax.local_device_count())
+    windows_per_step = min(args.batch_size or max(8, jax.local_device_count()), max(n_sites, 1))
     bar = _progress_bar(n_snvs, args.quiet, stream, unit="SNV")
     try:
         with new_output(args.out, args.overwrite, folder=False) as tmp, open(tmp, "w") as handle:
