@@ -174,11 +174,19 @@ def convert_path(
 def bpnet_family_params(tensors: dict, arch: str, hyper: dict, *, seq_len: int | None = None):
     """(config, params) of a checked bpnet-lite BPNet / ChromBPNet state_dict (key maps: convert.bpnet)."""
     from convert.bpnet import bpnet_params, chrombpnet_params
+    from convert.readers import ConversionError
     from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
 
     def config_of(h: dict, prefix: str) -> BPNetConfig:
+        length = seq_len or DEFAULT_BPNET_LENGTH
+        if length <= 2 * h["trimming"]:  # e.g. 9+ dilated layers at the default trimming and L = 2114
+            raise ConversionError(
+                f"{prefix}trimming = {h['trimming']} ({h['n_layers']} layers) leaves no profile from "
+                f"L = {length}: pass --seq-len (at least {2 * h['trimming'] + 1})"
+                + (" or the --trimming it was trained with" if h.get("trimming_from") == "default" else "")
+            )
         return BPNetConfig(
-            seq_len=seq_len or DEFAULT_BPNET_LENGTH,
+            seq_len=length,
             n_filters=h["n_filters"],
             n_layers=h["n_layers"],
             n_outputs=h["n_outputs"],

@@ -37,7 +37,9 @@ def detect_arch(ck: Checkpoint) -> str:
     root = ck.root_class or ""
     if root.endswith("ChromBPNet") or {"bias.iconv.weight", "accessibility.iconv.weight"} <= keys:
         return "chrombpnet"
-    if root.endswith(("BPNet", "BasePairNet")) or {"iconv.weight", "fconv.weight", "linear.weight"} <= keys:
+    if root == "bpnetlite.bpnet.BasePairNet":
+        raise ConversionError(BASEPAIRNET_REFUSAL)
+    if root.endswith("BPNet") or {"iconv.weight", "fconv.weight", "linear.weight"} <= keys:
         return "bpnet"
     if "seq_map.conv1.0.weight" in keys:
         return "deephistone"
@@ -54,6 +56,12 @@ def detect_arch(ck: Checkpoint) -> str:
 
 
 # ---- BPNet (bpnet-lite) -----------------------------------------------------------------------------------
+
+# Same keys and shapes as a BPNet, different graph: a BPNet conversion would predict wrong numbers.
+BASEPAIRNET_REFUSAL = (
+    "bpnetlite.bpnet.BasePairNet (basepairmodels' BPNet: residuals added before the ReLU, counts "
+    "read log(2 + control)) is not supported; only bpnet-lite's BPNet and ChromBPNet are"
+)
 
 BPNET_HYPER = ("n_filters", "n_layers", "n_outputs", "n_control_tracks")
 
@@ -121,15 +129,16 @@ def bpnet_hyperparameters(
             )
     if trimming is not None and recorded.get("trimming") not in (None, trimming):
         problems.append(f"--trimming {trimming}, but the file records trimming = {recorded['trimming']}")
+    source = "flag"
     if trimming is None:
-        trimming = recorded.get("trimming")
+        trimming, source = recorded.get("trimming"), "recorded"
     if trimming is None:
-        trimming = default_trimming(n_layers)
+        trimming, source = default_trimming(n_layers), "default"
     if not isinstance(trimming, int) or trimming < 0:
         problems.append(f"{prefix}trimming = {trimming!r} is not a non-negative integer")
     if problems:
         raise ConversionError("; ".join(problems))
-    return {**inferred, "trimming": trimming, "name": recorded.get("name")}
+    return {**inferred, "trimming": trimming, "trimming_from": source, "name": recorded.get("name")}
 
 
 def _evidence(name: str, prefix: str) -> str:
@@ -141,6 +150,45 @@ def _evidence(name: str, prefix: str) -> str:
     }[name]
 
 
+def check_recorded_layers(ck: Checkpoint, prefix: str = "") -> None:
+    """A pickled module's own record of its layers must be a plain bpnet-lite BPNet's.
+
+    The tensors fix the widths, not how a module was called: bpnet-lite's ``from_chrombpnet_lite``
+    (and a user) can change a convolution's ``padding`` after construction, and ``BasePairNet``
+    shares BPNet's keys. Both would convert silently into a model that predicts other numbers.
+    """
+    record = ck.modules.get(prefix.rstrip("."))
+    if record is not None and record.cls == "bpnetlite.bpnet.BasePairNet":
+        raise ConversionError(f"{prefix}: {BASEPAIRNET_REFUSAL}" if prefix else BASEPAIRNET_REFUSAL)
+    if record is not None and not record.cls.endswith("BPNet") and ck.source == "module":
+        raise ConversionError(f"{prefix.rstrip('.') or 'the root'} is a {record.cls}, not a bpnet-lite BPNet")
+    n_layers = 0
+    while f"{prefix}rconvs.{n_layers}.weight" in ck.tensors:
+        n_layers += 1
+    convs = {"iconv": (21, 1)} | {f"rconvs.{i}": (3, 2 ** (i + 1)) for i in range(n_layers)} | {"fconv": (75, 1)}
+    problems = []
+    for name, (width, dilation) in convs.items():
+        conv = ck.modules.get(prefix + name)
+        if conv is None:
+            continue
+        want = {
+            "kernel_size": [width],
+            "dilation": [dilation],
+            "padding": [dilation * (width - 1) // 2],
+            "stride": [1],
+            "groups": 1,
+            "padding_mode": "zeros",
+        }
+        for key, value in want.items():
+            got = conv.hyper.get(key, value)
+            if key == "padding" and got == "same":
+                continue
+            if got != value:
+                problems.append(f"{prefix}{name}.{key} = {got} (a bpnet-lite BPNet has {value})")
+    if problems:
+        raise ConversionError("the pickled module is not a plain bpnet-lite BPNet: " + "; ".join(problems))
+
+
 def bpnet_family_hyperparameters(ck: Checkpoint, arch: str, trimming: int | None = None) -> dict:
     """``{"": hyper}`` for a BPNet; ``{"bias": hyper, "accessibility": hyper}`` for a ChromBPNet.
 
@@ -149,12 +197,14 @@ def bpnet_family_hyperparameters(ck: Checkpoint, arch: str, trimming: int | None
     sd = ck.tensors
     if arch == "bpnet":
         record = ck.modules.get("")
+        check_recorded_layers(ck)
         return {"": bpnet_hyperparameters(sd, record.hyper if record else None, trimming=trimming)}
     if trimming is not None:
         raise ConversionError("--trimming is for a BPNet; a ChromBPNet's halves record or default theirs")
     out = {}
     for part in ("bias", "accessibility"):
         record = ck.modules.get(part)
+        check_recorded_layers(ck, f"{part}.")
         out[part] = bpnet_hyperparameters(sd, record.hyper if record else None, f"{part}.")
     stray = sorted(k for k in sd if not k.startswith(("bias.", "accessibility.")))
     if stray:
