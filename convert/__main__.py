@@ -122,10 +122,11 @@ def convert_path(
 ) -> str:
     """Reads ``path``, detects and checks the architecture, converts and writes; returns a summary line."""
     from convert.detect import bpnet_family_hyperparameters, detect_arch, strip_wrapper
-    from convert.readers import ConversionError, read_checkpoint, strip_prefix
+    from convert.readers import ConversionError, read_checkpoint
 
     ck = read_checkpoint(path, bias=bias)
-    ck.tensors = strip_wrapper(strip_prefix(ck.tensors))  # DataParallel's "module.", kipoi's wrappers
+    if ck.source != "module":  # DataParallel's "module.", Lightning's "model.", kipoi's "2.", ...
+        ck.tensors = strip_wrapper(ck.tensors, arch)
     arch = arch or detect_arch(ck)
     if trimming is not None and arch != "bpnet":
         raise ConversionError(f"--trimming is for BPNet checkpoints, not {arch}")

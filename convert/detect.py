@@ -17,18 +17,36 @@ from convert.readers import Checkpoint, ConversionError
 ARCHITECTURES = ("deephistone", "bpnet", "chrombpnet", "basset", "deepsea", "beluga")
 
 
-def strip_wrapper(sd: dict) -> dict:
-    """Drops a wrapping ``nn.Sequential`` index every key shares (kipoi's ``deepsea_predict.pth`` is
-    ``Sequential(ReCodeAlphabet(), ConcatenateRC(), deepsea, AverageRC())``: keys ``2.0.weight``, ...)."""
-    first = {k.split(".", 1)[0] for k in sd}
-    if len(first) == 1 and next(iter(first)).isdigit() and all("." in k for k in sd):
-        inner = {k.split(".", 1)[1]: v for k, v in sd.items()}
+MAX_WRAPPERS = 4  # e.g. Lightning's "model." around DataParallel's "module." around kipoi's "2."
+
+
+def strip_wrapper(sd: dict, arch: str | None = None) -> dict:
+    """Drops leading key components every key shares, as far as needed for an architecture to show.
+
+    Training code wraps models: DataParallel adds ``module.``, Lightning and Selene ``model.``, users
+    ``net.``; kipoi's ``deepsea_predict.pth`` is ``Sequential(ReCodeAlphabet(), ConcatenateRC(),
+    deepsea, AverageRC())`` (keys ``2.0.weight``, ...). Keys are tried as they are first, then with
+    one shared component removed at a time (Beluga's own keys start with ``model.``): the first form
+    :func:`detect_arch` recognises -- as ``arch`` when one is forced, else as any architecture, so
+    that a forced wrong one is reported against the real keys -- is returned; ``sd`` itself if none is.
+    """
+    forms = [sd]
+    while len(forms) <= MAX_WRAPPERS:
+        keys = forms[-1]
+        first = {k.split(".", 1)[0] for k in keys}
+        if len(first) != 1 or not all("." in k for k in keys):
+            break
+        forms.append({k.split(".", 1)[1]: v for k, v in keys.items()})
+    found = []
+    for form in forms:
         try:
-            detect_arch(Checkpoint(inner, "state_dict"))
+            found.append((detect_arch(Checkpoint(form, "state_dict")), form))
         except ConversionError:
-            return sd
-        return inner
-    return sd
+            continue
+    for detected, form in found:
+        if arch is None or detected == arch:
+            return form
+    return found[0][1] if found else sd
 
 
 def detect_arch(ck: Checkpoint) -> str:
@@ -66,9 +84,9 @@ BASEPAIRNET_REFUSAL = (
 BPNET_HYPER = ("n_filters", "n_layers", "n_outputs", "n_control_tracks")
 
 
-def _shape(sd, key):
+def _shape(sd, key, prefix=""):
     if key not in sd:
-        raise ConversionError(f"missing key {key!r}: not a bpnet-lite BPNet state_dict")
+        raise ConversionError(f"missing key {prefix + key!r}: not a bpnet-lite BPNet state_dict")
     return tuple(np.shape(sd[key]))
 
 
@@ -85,11 +103,11 @@ def bpnet_hyperparameters(
     from convert.readers import default_trimming
 
     sub = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
-    n_filters, cin, width = _shape(sub, "iconv.weight")
+    n_filters, cin, width = _shape(sub, "iconv.weight", prefix)
     n_layers = 0
     while f"rconvs.{n_layers}.weight" in sub:
         n_layers += 1
-    n_outputs, fin, fwidth = _shape(sub, "fconv.weight")
+    n_outputs, fin, fwidth = _shape(sub, "fconv.weight", prefix)
     n_controls = fin - n_filters
     has_count_control = 1 if n_controls > 0 else 0
     want = {

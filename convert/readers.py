@@ -19,6 +19,7 @@ import collections
 import io
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -303,6 +304,11 @@ def _as_float32(tensors: dict) -> dict[str, np.ndarray]:
     return {str(k): np.asarray(v, np.float32) if _is_float(v) else np.asarray(v) for k, v in tensors.items()}
 
 
+# Training scripts save {"state_dict": ..., "optimizer": ..., "epoch": ...} (Lightning, Selene),
+# {"model_state_dict": ...} (the PyTorch tutorial) or {"model": ...} / {"net": ...}: the first found is read.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
+
+
 def _state_dict_from_object(obj, path: Path) -> Checkpoint:
     if isinstance(obj, _Recorded):
         if obj.qualname in PLAIN_CLASSES:
@@ -313,10 +319,9 @@ def _state_dict_from_object(obj, path: Path) -> Checkpoint:
             raise ConversionError(f"{path}: the pickled {obj.qualname} has no parameters")
         return Checkpoint(_as_float32(tensors), "module", modules)
     if isinstance(obj, dict):
-        for wrapper in ("state_dict", "model_state_dict"):
-            if wrapper in obj and isinstance(obj[wrapper], dict):
-                obj = obj[wrapper]
-                break
+        for wrapper in WRAPPER_KEYS:
+            if wrapper in obj and isinstance(obj[wrapper], dict | _Recorded):
+                return _state_dict_from_object(obj[wrapper], path)  # the rest (optimizer, epoch) is unused
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
     bad = [k for k, v in obj.items() if not isinstance(v, np.ndarray)]
@@ -335,19 +340,30 @@ def _read_legacy_torch(path: Path) -> Checkpoint:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # torch.load raises KeyError, UnpicklingError, RuntimeError, ... on foreign bytes
+        text = str(e)
+        glob = re.search(r"unsupported GLOBAL (\S+)", text)
+        if glob:  # name the culprit; torch's own advice (weights_only=False) would run the file's code
+            raise ConversionError(
+                f"{path}: refusing to load {glob.group(1)}: not a tensor (legacy torch file; nothing was run)"
+            ) from None
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines and lines[0].startswith("Weights only load failed"):  # skip torch's advice to unpickle
+            lines = [line for line in lines[1:] if not line.startswith(("Please file", "Check the doc"))]
+        first = lines[0] if lines else ""
         raise ConversionError(
-            f"{path}: cannot load as a state_dict with torch.load(weights_only=True): {first}"
+            f"{path}: not a torch checkpoint this converter reads (torch.load(weights_only=True): "
+            f"{type(e).__name__}{': ' + first if first else ''})"
         ) from None
     if isinstance(obj, dict):
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
         obj = {
             k: v.detach().cpu().float().numpy()
             if isinstance(v, torch.Tensor) and v.is_floating_point()
             else v.cpu().numpy()
             if isinstance(v, torch.Tensor)
             else v
-            for k, v in (obj.get("state_dict") or obj.get("model_state_dict") or obj).items()
+            for k, v in inner.items()
         }
     return _state_dict_from_object(obj, path)
 
@@ -364,11 +380,15 @@ def read_torch(path: str | os.PathLike) -> Checkpoint:
             return Checkpoint(_as_float32(load_file(str(path))), "safetensors")
         except Exception as e:  # safetensors raises its own error types for damaged headers
             raise ConversionError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise ConversionError(f"{path}: a damaged zip archive (truncated or cut short?): not readable as torch's format")
     if zipfile.is_zipfile(path):
         try:
             obj = _read_zip_pickle(path)
         except ConversionError as e:
-            raise ConversionError(f"{path}: {e}") from None
+            raise ConversionError(str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}") from None
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError, AttributeError) as e:
             raise ConversionError(f"{path}: damaged or unsupported torch file ({type(e).__name__})") from None
         return _state_dict_from_object(obj, path)
