@@ -49,6 +49,37 @@ def strip_wrapper(sd: dict, arch: str | None = None) -> dict:
     return found[0][1] if found else sd
 
 
+# bpnet-lite's attribution wrappers hold the model as ``.model`` and add no parameters
+BPNETLITE_WRAPPERS = (
+    "bpnetlite.bpnet.ControlWrapper",
+    "bpnetlite.bpnet.ProfileWrapper",
+    "bpnetlite.bpnet.CountWrapper",
+)
+
+
+def unwrap_module(ck: Checkpoint) -> Checkpoint:
+    """A pickled ``ControlWrapper`` / ``ProfileWrapper`` / ``CountWrapper`` -> the model inside.
+
+    The converted model is the wrapped network; its attribution targets (``profile``, ``counts``)
+    are what these wrappers compute.
+    """
+    while ck.root_class in BPNETLITE_WRAPPERS:
+        inner = "model."
+        if "model" not in ck.modules:
+            raise ConversionError(f"a pickled {ck.root_class} without its .model")
+        stray = sorted(k for k in ck.tensors if not k.startswith(inner))
+        if stray:
+            raise ConversionError(f"unexpected tensors in a {ck.root_class}: {', '.join(stray)}")
+        tensors = {k[len(inner) :]: v for k, v in ck.tensors.items()}
+        modules = {
+            ("" if k == "model" else k[len(inner) :]): v
+            for k, v in ck.modules.items()
+            if k == "model" or k.startswith(inner)
+        }
+        ck = Checkpoint(tensors, ck.source, modules)
+    return ck
+
+
 def detect_arch(ck: Checkpoint) -> str:
     """The architecture name for ``ck`` (see the module docstring); an error lists what was seen."""
     keys = set(ck.tensors)
@@ -183,7 +214,9 @@ def check_recorded_layers(ck: Checkpoint, prefix: str = "") -> None:
     n_layers = 0
     while f"{prefix}rconvs.{n_layers}.weight" in ck.tensors:
         n_layers += 1
-    convs = {"iconv": (21, 1)} | {f"rconvs.{i}": (3, 2 ** (i + 1)) for i in range(n_layers)} | {"fconv": (75, 1)}
+    convs = (
+        {"iconv": (21, 1)} | {f"rconvs.{i}": (3, 2 ** (i + 1)) for i in range(n_layers)} | {"fconv": (75, 1)}
+    )
     problems = []
     for name, (width, dilation) in convs.items():
         conv = ck.modules.get(prefix + name)

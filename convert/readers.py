@@ -383,7 +383,9 @@ def read_torch(path: str | os.PathLike) -> Checkpoint:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PK\x03\x04" and not zipfile.is_zipfile(path):
-        raise ConversionError(f"{path}: a damaged zip archive (truncated or cut short?): not readable as torch's format")
+        raise ConversionError(
+            f"{path}: a damaged zip archive (truncated or cut short?): not readable as torch's format"
+        )
     if zipfile.is_zipfile(path):
         try:
             obj = _read_zip_pickle(path)
