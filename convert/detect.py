@@ -8,6 +8,11 @@
     basset        0.weight (300, 4, 19, 1), 13.1.weight                              (kipoi Basset)
     deepsea       0.weight (320, 4, 1, 8), 12.1.weight, 14.1.weight                  (kipoi DeepSEA)
     beluga        model.0.0.weight, model.1.2.1.weight                               (ExPecto Beluga)
+
+Keys are first stripped of prefixes every key shares (``strip_wrapper``: ``module.``, ``model.``,
+kipoi's ``Sequential`` index, ...) and bpnet-lite wrapper modules unwrapped (``unwrap_module``).
+bpnet-lite's ``BasePairNet`` has BPNet's keys but another graph: a pickled one is refused (its
+state_dict cannot be told apart from a BPNet's).
 """
 
 import numpy as np

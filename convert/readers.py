@@ -3,7 +3,8 @@
 No reader runs code stored in a file. Supported inputs:
 
 - a ``state_dict`` saved with ``torch.save`` (``.pt``/``.pth``/``.bin``/``.txt``, torch's zip format or
-  the legacy pickle format) or a ``.safetensors`` file;
+  the legacy pickle format), bare or inside a training checkpoint (``{"state_dict": ..., "optimizer":
+  ..., "epoch": ...}``, see ``WRAPPER_KEYS``), or a ``.safetensors`` file; fp16 / bf16 read as float32;
 - a whole module saved with ``torch.save(model)`` -- how bpnet-lite saves ``BPNet`` and
   ``ChromBPNet`` (``*.torch``) -- read by :class:`RestrictedUnpickler`, which rebuilds tensors from
   the zip's storages, records every allow-listed ``torch.nn`` / bpnet-lite class by name together

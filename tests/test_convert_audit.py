@@ -19,6 +19,8 @@ from convert.torch_reference import Beluga, basset, deepsea, randomize_batchnorm
 
 bpnetlite = pytest.importorskip("bpnetlite")
 from bpnetlite.bpnet import BasePairNet, BPNet, ControlWrapper, CountWrapper  # noqa: E402
+from bpnetlite.chrombpnet import ChromBPNet  # noqa: E402
+from bpnetlite.logging import Logger  # noqa: E402
 
 
 def assert_rel(got, want, rtol=1e-10):
@@ -93,6 +95,20 @@ def test_bpnet_variants_convert_and_predict_like_bpnetlite(tmp_path, rng, case):
         ctl = None if control is None else torch.tensor(control.transpose(0, 2, 1))
         profile, counts = net.double()(x, ctl)
     assert model.config.trimming == net.trimming
+    assert_rel(got["profile"], profile.numpy().transpose(0, 2, 1))
+    assert_rel(got["counts"], counts.numpy())
+
+
+def test_chrombpnet_as_bpnetlite_saves_it_predicts_like_bpnetlite(tmp_path, rng):
+    bias, acc = _bpnet(3, 2, 0, 1), _bpnet(5, 3, 0, 1)
+    net = ChromBPNet(bias, acc, name="k562").eval()
+    net.logger = Logger(["Epoch", "Saved?"], verbose=False)  # fit() sets one before saving
+    model = convert(tmp_path, net, "--seq-len", "200")  # fit() writes torch.save(self, name.final.torch)
+    assert model.config.arch == "chrombpnet" and model.config.bias.trimming == bias.trimming
+    seq = np.eye(4)[rng.integers(0, 4, (2, 200))]
+    got = outputs64(model, seq)
+    with torch.no_grad():
+        profile, counts = net.double()(torch.tensor(seq.transpose(0, 2, 1)))
     assert_rel(got["profile"], profile.numpy().transpose(0, 2, 1))
     assert_rel(got["counts"], counts.numpy())
 
