@@ -121,12 +121,15 @@ def convert_path(
     overwrite=False,
 ) -> str:
     """Reads ``path``, detects and checks the architecture, converts and writes; returns a summary line."""
-    from convert.detect import bpnet_family_hyperparameters, detect_arch, strip_wrapper, unwrap_module
+    from convert.detect import bpnet_family_hyperparameters, detect_arch, model_keys, unwrap_module
     from convert.readers import ConversionError, read_checkpoint
 
     ck = read_checkpoint(path, bias=bias)
     if ck.source != "module":  # DataParallel's "module.", Lightning's "model.", kipoi's "2.", ...
-        ck.tensors = strip_wrapper(ck.tensors, arch)
+        ck.tensors, left_out = model_keys(ck.tensors, arch)
+        if left_out:
+            shown = ", ".join(left_out[:4]) + (", ..." if len(left_out) > 4 else "")
+            print(f"warning: {len(left_out)} key(s) outside the model left out: {shown}", file=sys.stderr)
     ck = unwrap_module(ck)  # bpnet-lite's ControlWrapper / ProfileWrapper / CountWrapper
     arch = arch or detect_arch(ck)
     if trimming is not None and arch != "bpnet":

@@ -35,6 +35,11 @@ def strip_wrapper(sd: dict, arch: str | None = None) -> dict:
     :func:`detect_arch` recognises -- as ``arch`` when one is forced, else as any architecture, so
     that a forced wrong one is reported against the real keys -- is returned; ``sd`` itself if none is.
     """
+    found = _detectable(sd, arch)
+    return sd if found is None else found
+
+
+def _shared_prefix_forms(sd: dict) -> list[dict]:
     forms = [sd]
     while len(forms) <= MAX_WRAPPERS:
         keys = forms[-1]
@@ -42,8 +47,12 @@ def strip_wrapper(sd: dict, arch: str | None = None) -> dict:
         if len(first) != 1 or not all("." in k for k in keys):
             break
         forms.append({k.split(".", 1)[1]: v for k, v in keys.items()})
+    return forms
+
+
+def _detectable(sd: dict, arch: str | None) -> dict | None:
     found = []
-    for form in forms:
+    for form in _shared_prefix_forms(sd):
         try:
             found.append((detect_arch(Checkpoint(form, "state_dict")), form))
         except ConversionError:
@@ -51,7 +60,37 @@ def strip_wrapper(sd: dict, arch: str | None = None) -> dict:
     for detected, form in found:
         if arch is None or detected == arch:
             return form
-    return found[0][1] if found else sd
+    return found[0][1] if found else None
+
+
+def model_keys(sd: dict, arch: str | None = None) -> tuple[dict, list[str]]:
+    """:func:`strip_wrapper`, and where that finds no model: the one top-level module that holds one.
+
+    A Lightning module keeps more than its network in its state_dict (``model.*`` next to, say,
+    ``criterion.pos_weight``). When exactly one top-level prefix (after the shared ones) holds a
+    recognisable model, its keys are returned with the list of the keys left out; two or more
+    (``model.*`` and ``ema_model.*``) are refused, naming them. Otherwise ``(sd, [])``.
+    """
+    found = _detectable(sd, arch)
+    if found is not None:
+        return found, []
+    for form in _shared_prefix_forms(sd):
+        groups = sorted({k.split(".", 1)[0] for k in form if "." in k})
+        hits = {}
+        for group in groups:
+            sub = {k[len(group) + 1 :]: v for k, v in form.items() if k.startswith(group + ".")}
+            inner = _detectable(sub, arch)
+            if inner is not None:
+                hits[group] = inner
+        if len(hits) > 1:
+            raise ConversionError(
+                "several models in one file, under " + ", ".join(f"{g}." for g in hits) + "; save the one to "
+                "convert on its own"
+            )
+        if hits:
+            ((group, inner),) = hits.items()
+            return inner, sorted(k for k in form if not k.startswith(group + "."))
+    return sd, []
 
 
 # bpnet-lite's attribution wrappers hold the model as ``.model`` and add no parameters

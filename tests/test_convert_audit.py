@@ -175,24 +175,30 @@ CLASSIC_CASES = {
     ),
     # a 2000-bp DeepSEA: L is read from the first Linear, the round length preferred
     "deepsea 2000 bp fp16": ("deepsea", 2000, 3, lambda sd: {k: v.half() for k, v in sd.items()}, {}),
-    # Beluga's own keys start with "model.": Lightning's prefix on top, legacy (pre-zip) format
+    # Beluga's own keys start with "model.": Lightning's prefix on top, a loss buffer beside the
+    # model (left out, with a warning), legacy (pre-zip) format
     "beluga lightning legacy": (
         "beluga",
         1000,
         2,
-        lambda sd: {"state_dict": _prefixed("model.", sd), "hyper_parameters": {"lr": 1e-3}},
+        lambda sd: {
+            "state_dict": {**_prefixed("model.", sd), "criterion.pos_weight": torch.ones(2)},
+            "hyper_parameters": {"lr": 1e-3},
+        },
         {"legacy": True},
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLASSIC_CASES))
-def test_classic_wrappers_and_sizes_convert_and_predict_like_pytorch(tmp_path, rng, case):
+def test_classic_wrappers_and_sizes_convert_and_predict_like_pytorch(tmp_path, rng, capsys, case):
     arch, seq_len, outputs, save, options = CLASSIC_CASES[case]
     net = _classic(arch, seq_len, outputs)
     if "fp16" in case:
         net = net.half().float()  # the weights the converter sees
     model = convert(tmp_path, save(net.state_dict()), **options)  # no --arch, no --seq-len
+    if "lightning" in case:
+        assert "1 key(s) outside the model left out: criterion.pos_weight" in capsys.readouterr().err
     assert model.config.arch == arch and model.config.seq_len == seq_len
     assert len(model.config.output_names) == outputs
     seq = np.eye(4)[rng.integers(0, 4, (2, seq_len))]
@@ -238,4 +244,7 @@ def test_damaged_and_foreign_files_get_one_line_errors(tmp_path, capsys):
     torch.save({"state_dict": selene.state_dict()}, tmp_path / "selene.pth")
     assert "cannot tell the architecture" in refused(tmp_path, capsys, tmp_path / "selene.pth")
     assert "missing key '13.1.weight'" in refused(tmp_path, capsys, good, "--arch", "basset")
+    sd = torch.load(good, weights_only=True)
+    torch.save({**_prefixed("model.", sd), **_prefixed("ema.", sd)}, tmp_path / "two.pth")
+    assert "several models in one file, under ema., model." in refused(tmp_path, capsys, tmp_path / "two.pth")
     assert not marker.exists()
