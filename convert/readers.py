@@ -97,6 +97,7 @@ STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 
+MAX_PICKLE_BYTES = 2**28  # a model's data.pkl is kilobytes; never inflate a bomb
 MAX_TENSOR_ELEMENTS = 2**33  # 32 GB of float32: far above any published genomics CNN
 
 # Classes recorded by name (never imported): every torch.nn layer, and bpnet-lite's models.
@@ -237,6 +238,10 @@ def _read_zip_pickle(path: Path):
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
             raise ConversionError(f"{path}: a zip file but not torch's format (no single */data.pkl)")
+        if archive.getinfo(pkl[0]).file_size > MAX_PICKLE_BYTES:
+            raise ConversionError(
+                f"{path}: {pkl[0]} declares {archive.getinfo(pkl[0]).file_size} bytes: not a checkpoint"
+            )
         root = pkl[0][: -len("data.pkl")]
         order = f"{root}byteorder"
         if order in names and archive.read(order).decode().strip() != "little":
@@ -246,6 +251,13 @@ def _read_zip_pickle(path: Path):
             member = f"{root}data/{key}"
             if member not in names:
                 raise ConversionError(f"{path}: storage {key!r} is missing from the archive")
+            itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+            if archive.getinfo(member).file_size > numel * itemsize:
+                # torch writes exactly numel items; more is a foreign file (or a zip bomb): never inflate it
+                raise ConversionError(
+                    f"{path}: storage {key!r} holds {archive.getinfo(member).file_size} bytes, "
+                    f"more than its {numel} items"
+                )
             raw = archive.read(member)
             if dtype == "bfloat16":  # bfloat16 = the high half of a float32
                 bits = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
@@ -343,15 +355,17 @@ def _read_legacy_torch(path: Path) -> Checkpoint:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises KeyError, UnpicklingError, RuntimeError, ... on foreign bytes
         text = str(e)
-        glob = re.search(r"unsupported GLOBAL (\S+)", text)
+        glob = re.search(r"\bGLOBAL ([\w.]+)", text)
         if glob:  # name the culprit; torch's own advice (weights_only=False) would run the file's code
             raise ConversionError(
-                f"{path}: refusing to load {glob.group(1)}: not a tensor (legacy torch file; nothing was run)"
+                f"{path}: refusing to load {glob.group(1)}: a legacy (pre-zip) torch file is read as a "
+                "state_dict of tensors only (nothing was run)"
             ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if lines and lines[0].startswith("Weights only load failed"):  # skip torch's advice to unpickle
-            lines = [line for line in lines[1:] if not line.startswith(("Please file", "Check the doc"))]
-        first = lines[0] if lines else ""
+        first = detail.group(1).strip() if detail else lines[0] if lines else ""
+        if first.startswith("Weights only load failed"):  # never repeat torch's advice to unpickle
+            first = ""
         raise ConversionError(
             f"{path}: not a torch checkpoint this converter reads (torch.load(weights_only=True): "
             f"{type(e).__name__}{': ' + first if first else ''})"

@@ -7,6 +7,7 @@ naming the culprit and nothing written.
 """
 
 import os
+import zipfile
 
 import jax
 import numpy as np
@@ -244,6 +245,20 @@ def test_damaged_and_foreign_files_get_one_line_errors(tmp_path, capsys):
     torch.save({"state_dict": selene.state_dict()}, tmp_path / "selene.pth")
     assert "cannot tell the architecture" in refused(tmp_path, capsys, tmp_path / "selene.pth")
     assert "missing key '13.1.weight'" in refused(tmp_path, capsys, good, "--arch", "basset")
+    old_module = tmp_path / "old.torch"  # a whole module in the legacy format: only tensors are read there
+    torch.save(_bpnet(2, 1, 0, 1), old_module, _use_new_zipfile_serialization=False)
+    err = refused(tmp_path, capsys, old_module)
+    assert "refusing to load bpnetlite.bpnet.BPNet" in err and "weights_only` set to `False" not in err
+    with zipfile.ZipFile(good) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    storage = next(n for n in members if "/data/" in n)
+    members[storage] = bytes(2**22)  # far more bytes than the tensor's items, deflated to a few KB
+    with zipfile.ZipFile(tmp_path / "bomb.pth", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data, zipfile.ZIP_DEFLATED if n == storage else zipfile.ZIP_STORED)
+    assert f"storage {storage.rsplit('/', 1)[1]!r} holds 4194304 bytes" in refused(
+        tmp_path, capsys, tmp_path / "bomb.pth"
+    )
     sd = torch.load(good, weights_only=True)
     torch.save({**_prefixed("model.", sd), **_prefixed("ema.", sd)}, tmp_path / "two.pth")
     assert "several models in one file, under ema., model." in refused(tmp_path, capsys, tmp_path / "two.pth")
