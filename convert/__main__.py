@@ -121,11 +121,16 @@ def convert_path(
     overwrite=False,
 ) -> str:
     """Reads ``path``, detects and checks the architecture, converts and writes; returns a summary line."""
-    from convert.detect import bpnet_family_hyperparameters, detect_arch, strip_wrapper
-    from convert.readers import ConversionError, read_checkpoint, strip_prefix
+    from convert.detect import bpnet_family_hyperparameters, detect_arch, model_keys, unwrap_module
+    from convert.readers import ConversionError, read_checkpoint
 
     ck = read_checkpoint(path, bias=bias)
-    ck.tensors = strip_wrapper(strip_prefix(ck.tensors))  # DataParallel's "module.", kipoi's wrappers
+    if ck.source != "module":  # DataParallel's "module.", Lightning's "model.", kipoi's "2.", ...
+        ck.tensors, left_out = model_keys(ck.tensors, arch)
+        if left_out:
+            shown = ", ".join(left_out[:4]) + (", ..." if len(left_out) > 4 else "")
+            print(f"warning: {len(left_out)} key(s) outside the model left out: {shown}", file=sys.stderr)
+    ck = unwrap_module(ck)  # bpnet-lite's ControlWrapper / ProfileWrapper / CountWrapper
     arch = arch or detect_arch(ck)
     if trimming is not None and arch != "bpnet":
         raise ConversionError(f"--trimming is for BPNet checkpoints, not {arch}")
@@ -174,11 +179,19 @@ def convert_path(
 def bpnet_family_params(tensors: dict, arch: str, hyper: dict, *, seq_len: int | None = None):
     """(config, params) of a checked bpnet-lite BPNet / ChromBPNet state_dict (key maps: convert.bpnet)."""
     from convert.bpnet import bpnet_params, chrombpnet_params
+    from convert.readers import ConversionError
     from jaxmotif.models.bpnet import BPNetConfig, ChromBPNetConfig
 
     def config_of(h: dict, prefix: str) -> BPNetConfig:
+        length = seq_len or DEFAULT_BPNET_LENGTH
+        if length <= 2 * h["trimming"]:  # e.g. 9+ dilated layers at the default trimming and L = 2114
+            raise ConversionError(
+                f"{prefix}trimming = {h['trimming']} ({h['n_layers']} layers) leaves no profile from "
+                f"L = {length}: pass --seq-len (at least {2 * h['trimming'] + 1})"
+                + (" or the --trimming it was trained with" if h.get("trimming_from") == "default" else "")
+            )
         return BPNetConfig(
-            seq_len=seq_len or DEFAULT_BPNET_LENGTH,
+            seq_len=length,
             n_filters=h["n_filters"],
             n_layers=h["n_layers"],
             n_outputs=h["n_outputs"],

@@ -150,6 +150,11 @@ def _lengths_for(pooled: int, layout: Layout) -> list[int]:
     return [n for n in span if conv_lengths(n, layout)[-1] == pooled]
 
 
+def _roundness(n: int) -> tuple:
+    """Sort key: lengths people train at first (multiples of 1000, 500, 100, 50, 10), then the shortest."""
+    return (next((i for i, m in enumerate((1000, 500, 100, 50, 10)) if n % m == 0), 5), n)
+
+
 def infer_config(
     sd: dict, arch: str, *, seq_len: int | None = None, alphabet: str | None = None, output_names=None
 ) -> ClassicSizes:
@@ -171,7 +176,8 @@ def infer_config(
     if not candidates:
         raise ConversionError(f"{first}.weight: no input length gives {pooled} positions before the flatten")
     if seq_len is None:
-        seq_len = layout.seq_len if layout.seq_len in candidates else candidates[0]
+        # the published L, else the roundest that fits (a 2000-bp DeepSEA: 2000, not 1987)
+        seq_len = layout.seq_len if layout.seq_len in candidates else min(candidates, key=_roundness)
     elif seq_len not in candidates:
         raise ConversionError(
             f"--seq-len {seq_len} leaves {conv_lengths(seq_len, layout)[-1]} positions before the flatten "

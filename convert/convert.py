@@ -35,8 +35,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a state_dict without running code from the file (see :mod:`convert.readers`).
 
     ``.safetensors`` through safetensors; torch's zip format through the restricted unpickler;
-    legacy pickles through ``torch.load(..., weights_only=True)``. A ``{"state_dict": ...}`` or
-    ``{"model_state_dict": ...}`` wrapper is unwrapped.
+    legacy pickles through ``torch.load(..., weights_only=True)``. A training wrapper
+    (``{"state_dict": ...}``, ``{"model_state_dict": ...}``, ... : ``convert.readers.WRAPPER_KEYS``)
+    is unwrapped.
     """
     return read_torch(path).tensors
 

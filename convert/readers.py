@@ -3,7 +3,8 @@
 No reader runs code stored in a file. Supported inputs:
 
 - a ``state_dict`` saved with ``torch.save`` (``.pt``/``.pth``/``.bin``/``.txt``, torch's zip format or
-  the legacy pickle format) or a ``.safetensors`` file;
+  the legacy pickle format), bare or inside a training checkpoint (``{"state_dict": ..., "optimizer":
+  ..., "epoch": ...}``, see ``WRAPPER_KEYS``), or a ``.safetensors`` file; fp16 / bf16 read as float32;
 - a whole module saved with ``torch.save(model)`` -- how bpnet-lite saves ``BPNet`` and
   ``ChromBPNet`` (``*.torch``) -- read by :class:`RestrictedUnpickler`, which rebuilds tensors from
   the zip's storages, records every allow-listed ``torch.nn`` / bpnet-lite class by name together
@@ -19,6 +20,7 @@ import collections
 import io
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -95,6 +97,7 @@ STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 
+MAX_PICKLE_BYTES = 2**28  # a model's data.pkl is kilobytes; never inflate a bomb
 MAX_TENSOR_ELEMENTS = 2**33  # 32 GB of float32: far above any published genomics CNN
 
 # Classes recorded by name (never imported): every torch.nn layer, and bpnet-lite's models.
@@ -235,6 +238,10 @@ def _read_zip_pickle(path: Path):
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
             raise ConversionError(f"{path}: a zip file but not torch's format (no single */data.pkl)")
+        if archive.getinfo(pkl[0]).file_size > MAX_PICKLE_BYTES:
+            raise ConversionError(
+                f"{path}: {pkl[0]} declares {archive.getinfo(pkl[0]).file_size} bytes: not a checkpoint"
+            )
         root = pkl[0][: -len("data.pkl")]
         order = f"{root}byteorder"
         if order in names and archive.read(order).decode().strip() != "little":
@@ -244,6 +251,13 @@ def _read_zip_pickle(path: Path):
             member = f"{root}data/{key}"
             if member not in names:
                 raise ConversionError(f"{path}: storage {key!r} is missing from the archive")
+            itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+            if archive.getinfo(member).file_size > numel * itemsize:
+                # torch writes exactly numel items; more is a foreign file (or a zip bomb): never inflate it
+                raise ConversionError(
+                    f"{path}: storage {key!r} holds {archive.getinfo(member).file_size} bytes, "
+                    f"more than its {numel} items"
+                )
             raw = archive.read(member)
             if dtype == "bfloat16":  # bfloat16 = the high half of a float32
                 bits = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
@@ -303,6 +317,11 @@ def _as_float32(tensors: dict) -> dict[str, np.ndarray]:
     return {str(k): np.asarray(v, np.float32) if _is_float(v) else np.asarray(v) for k, v in tensors.items()}
 
 
+# Training scripts save {"state_dict": ..., "optimizer": ..., "epoch": ...} (Lightning, Selene),
+# {"model_state_dict": ...} (the PyTorch tutorial) or {"model": ...} / {"net": ...}: the first found is read.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
+
+
 def _state_dict_from_object(obj, path: Path) -> Checkpoint:
     if isinstance(obj, _Recorded):
         if obj.qualname in PLAIN_CLASSES:
@@ -313,10 +332,9 @@ def _state_dict_from_object(obj, path: Path) -> Checkpoint:
             raise ConversionError(f"{path}: the pickled {obj.qualname} has no parameters")
         return Checkpoint(_as_float32(tensors), "module", modules)
     if isinstance(obj, dict):
-        for wrapper in ("state_dict", "model_state_dict"):
-            if wrapper in obj and isinstance(obj[wrapper], dict):
-                obj = obj[wrapper]
-                break
+        for wrapper in WRAPPER_KEYS:
+            if wrapper in obj and isinstance(obj[wrapper], dict | _Recorded):
+                return _state_dict_from_object(obj[wrapper], path)  # the rest (optimizer, epoch) is unused
     if not isinstance(obj, dict) or not obj:
         raise ConversionError(f"{path}: holds a {type(obj).__name__}, not a state_dict (a dict of tensors)")
     bad = [k for k, v in obj.items() if not isinstance(v, np.ndarray)]
@@ -335,19 +353,32 @@ def _read_legacy_torch(path: Path) -> Checkpoint:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # torch.load raises KeyError, UnpicklingError, RuntimeError, ... on foreign bytes
+        text = str(e)
+        glob = re.search(r"\bGLOBAL ([\w.]+)", text)
+        if glob:  # name the culprit; torch's own advice (weights_only=False) would run the file's code
+            raise ConversionError(
+                f"{path}: refusing to load {glob.group(1)}: a legacy (pre-zip) torch file is read as a "
+                "state_dict of tensors only (nothing was run)"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = detail.group(1).strip() if detail else lines[0] if lines else ""
+        if first.startswith("Weights only load failed"):  # never repeat torch's advice to unpickle
+            first = ""
         raise ConversionError(
-            f"{path}: cannot load as a state_dict with torch.load(weights_only=True): {first}"
+            f"{path}: not a torch checkpoint this converter reads (torch.load(weights_only=True): "
+            f"{type(e).__name__}{': ' + first if first else ''})"
         ) from None
     if isinstance(obj, dict):
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
         obj = {
             k: v.detach().cpu().float().numpy()
             if isinstance(v, torch.Tensor) and v.is_floating_point()
             else v.cpu().numpy()
             if isinstance(v, torch.Tensor)
             else v
-            for k, v in (obj.get("state_dict") or obj.get("model_state_dict") or obj).items()
+            for k, v in inner.items()
         }
     return _state_dict_from_object(obj, path)
 
@@ -364,11 +395,17 @@ def read_torch(path: str | os.PathLike) -> Checkpoint:
             return Checkpoint(_as_float32(load_file(str(path))), "safetensors")
         except Exception as e:  # safetensors raises its own error types for damaged headers
             raise ConversionError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise ConversionError(
+            f"{path}: a damaged zip archive (truncated or cut short?): not readable as torch's format"
+        )
     if zipfile.is_zipfile(path):
         try:
             obj = _read_zip_pickle(path)
         except ConversionError as e:
-            raise ConversionError(f"{path}: {e}") from None
+            raise ConversionError(str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}") from None
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError, AttributeError) as e:
             raise ConversionError(f"{path}: damaged or unsupported torch file ({type(e).__name__})") from None
         return _state_dict_from_object(obj, path)

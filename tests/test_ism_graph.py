@@ -43,6 +43,8 @@ CASES = {
         accessibility=BPNetConfig(seq_len=150, n_filters=8, n_layers=3, n_outputs=1, n_control_tracks=0),
     ),
     "deephistone": DeepHistoneConfig(seq_len=40, widths=(4, 6, 8), hidden=5),  # L % 16 != 0
+    # no dilated layers (a legal bpnet-lite BPNet), no trimming: the affected windows reach both edges
+    "bpnet-0-layers": BPNetConfig(seq_len=90, n_filters=3, n_layers=0, n_control_tracks=2, trimming=0),
 }
 # trimming < 37: the counts head averages the whole input; one strand, no counts bias
 SMALL_BPNET = BPNetConfig(

@@ -74,12 +74,14 @@ class BPNetConfig:
     def __post_init__(self):
         if self.trimming is None:
             object.__setattr__(self, "trimming", default_trimming(self.n_layers))
-        for name in ("seq_len", "n_filters", "n_layers", "n_outputs"):
+        for name in ("seq_len", "n_filters", "n_outputs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be positive")
-        if self.n_control_tracks < 0 or self.trimming < 0:
+        # n_layers = 0 is a legal bpnet-lite BPNet (iconv straight into the heads)
+        if self.n_layers < 0 or self.n_control_tracks < 0 or self.trimming < 0:
             raise ValueError(
-                f"n_control_tracks={self.n_control_tracks}, trimming={self.trimming} must be >= 0"
+                f"n_layers={self.n_layers}, n_control_tracks={self.n_control_tracks}, "
+                f"trimming={self.trimming} must be >= 0"
             )
         if self.out_len < 1:
             raise ValueError(

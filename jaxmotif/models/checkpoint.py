@@ -54,7 +54,9 @@ def write_checkpoint(out_dir: str | os.PathLike, config, params: dict, *, overwr
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes the folder private; the checkpoint should not be
     try:
         ocp = _orbax()
-        arrays = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+        # an empty subtree (a BPNet with n_layers = 0 has ``rconvs: {}``) has no place in the
+        # abstract tree load_model restores into, so Orbax must not record it
+        arrays = jax.tree.map(lambda x: np.asarray(x, np.float32), _drop_empty(params))
         with ocp.StandardCheckpointer() as ckpt:
             ckpt.save(tmp / "params", arrays)
             ckpt.wait_until_finished()
@@ -143,6 +145,14 @@ def load_model(ckpt_dir) -> Model:
         raise CheckpointError(f"cannot restore {ckpt_dir / 'params'}: {type(e).__name__}: {e}") from None
     _check_tree(restored, target)
     return Model.from_params(config, restored)
+
+
+def _drop_empty(tree):
+    """``tree`` without its empty dicts, recursively (NNX's pure dicts have none)."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {k: _drop_empty(v) for k, v in tree.items()}
+    return {k: v for k, v in out.items() if not (isinstance(v, dict) and not v)}
 
 
 def _check_tree(params, expected):
