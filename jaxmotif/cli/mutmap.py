@@ -311,6 +311,7 @@ def open_side_reader(args):
 def check_side_chroms(reader, chroms) -> None:
     """Refuses chromosomes the DNase bigWig (or any control bigWig) lacks, naming the file."""
     from jaxmotif.io.bigwig import StackedBigWigReader
+    from jaxmotif.io.fasta import naming_hint
 
     if reader is None:
         return
@@ -318,9 +319,15 @@ def check_side_chroms(reader, chroms) -> None:
         if isinstance(reader, StackedBigWigReader):
             path = reader.missing(chrom)
             if path is not None:
-                raise CliError(f"chromosome {chrom!r} is not in the control bigWig {path}")
+                known = next(r.chrom_sizes for r in reader.readers if r.path == path)
+                raise CliError(
+                    f"chromosome {chrom!r} is not in the control bigWig {path}{naming_hint(chrom, known)}"
+                )
         elif chrom not in reader.chrom_sizes:
-            raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {reader.path}")
+            raise CliError(
+                f"chromosome {chrom!r} is not in the DNase bigWig {reader.path}"
+                f"{naming_hint(chrom, reader.chrom_sizes)}"
+            )
 
 
 def side_key(args) -> dict:

@@ -120,6 +120,65 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
         raise FastaError(f"{path}: no FASTA records ({what})")
 
 
+def naming_hint(chrom: str, known) -> str:
+    """``"; did you mean 'chr1'? ..."`` when ``chrom`` is in ``known`` under the other naming style.
+
+    UCSC names chromosomes ``chr1`` ... ``chrM``, Ensembl and NCBI ``1`` ... ``MT``; a genome from one
+    and a BED or bigWig from the other share no names. Empty when no such counterpart is known.
+    """
+    known = set(known)
+    if chrom.startswith("chr"):
+        candidates = [chrom[3:], "MT" if chrom == "chrM" else None]
+    else:
+        candidates = ["chr" + chrom, "chrM" if chrom == "MT" else None]
+    for candidate in candidates:
+        if candidate and candidate in known:
+            return (
+                f"; did you mean {candidate!r}? (the files name chromosomes differently, "
+                "UCSC 'chr1' vs Ensembl '1': rename one of them)"
+            )
+    return ""
+
+
+# Said after pyfaidx's indexing errors: what random access needs and one way to get there.
+_REWRAP = (
+    "; random access (pyfaidx, like samtools faidx) needs every line of a record but its last to "
+    "have the same width, with at most one blank line after it: rewrap it, e.g. "
+    "`seqkit seq -w 60 in.fa > out.fa`"
+)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(err).__name__
+
+
+def _refuse_bare_cr(path: str) -> None:
+    """:class:`GenomeError` for a FASTA with classic-Mac ``\\r`` line endings (no ``\\n``).
+
+    pyfaidx sees such a file as one header line and indexes every chromosome but the first as
+    missing and the first as empty, which would surface later as a misleading "unknown chromosome".
+    The first 64 KiB (decompressed) decide; ``\\r\\n`` (Windows) is fine.
+    """
+    try:
+        with _open_binary(path) as handle:
+            head = handle.read(1 << 16)
+    except (OSError, EOFError):
+        return  # unreadable or corrupt: pyfaidx says why
+    if b"\r" in head and b"\n" not in head:
+        raise GenomeError(
+            f"cannot index genome FASTA {path}: its lines end in a bare carriage return (old Mac "
+            "line endings); convert them, e.g. `tr '\\r' '\\n' < in.fa > out.fa`"
+        )
+
+
+def _open_binary(path: str | os.PathLike):
+    """The bytes of ``path``, gzip (and so bgzip) decompressed when it starts with the gzip magic."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
 def _import_pyfaidx():
     try:
         import pyfaidx
@@ -155,11 +214,25 @@ class Genome:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"genome FASTA not found: {self.path}")
+        _refuse_bare_cr(self.path)
         try:
             self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=uppercase)
-        except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise GenomeError(f"cannot index genome FASTA {self.path}: {message}") from err
+        except pyfaidx.FastaIndexingError as err:
+            hint = _REWRAP if "line length" in str(err).lower() else ""
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}{hint}") from err
+        except RuntimeError as err:
+            # pyfaidx's check_bad_lines raises a bare RuntimeError for two or more blank lines at
+            # the end of a record (e.g. a file ending in "\n\n\n"); its text asks for a bug report.
+            entry = str(err).partition(" at entry ")[2].partition("Please report")[0]
+            raise GenomeError(
+                f"cannot index genome FASTA {self.path}: blank lines inside or after record {entry!r}"
+                f"{_REWRAP}"
+            ) from err
+        except (pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}") from err
+        except OSError as err:
+            # e.g. pyfaidx cannot write the .fai beside a FASTA in a read-only folder
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}") from err
         # Sizes are read once from the index so fetch() needs no pyfaidx call for bounds checks.
         self._sizes = {name: len(record) for name, record in self._fasta.records.items()}
 
@@ -180,6 +253,7 @@ class Genome:
             shown = ", ".join(repr(c) for c in known[:5]) + (", ..." if len(known) > 5 else "")
             raise GenomeError(
                 f"unknown chromosome {chrom!r} in {self.path} ({len(known)} known: {shown})"
+                f"{naming_hint(chrom, known)}"
             ) from None
 
     def fetch(self, chrom: str, start: int, end: int) -> str:
