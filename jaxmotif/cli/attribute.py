@@ -26,6 +26,7 @@ from jaxmotif.cli.common import (
     add_overwrite_arg,
     add_targets_arg,
     check_output,
+    check_output_parent,
     memory_budget,
     resolve_cli_targets,
     run_cli,
@@ -535,6 +536,7 @@ def run_scan(args, *, stream=None) -> Path:
             "--bigwig" if args.bigwig and str(path).startswith(args.bigwig) else "--modisco-npz",
         )
     out = Path(args.out)
+    check_output_parent(out)
     if out.exists() and not (args.resume or part[1] > 1 or args.overwrite):  # before any slow work
         raise CliError(
             f"{out} exists; pass --resume to continue it, --overwrite to replace it, or choose another --out"

@@ -36,6 +36,7 @@ from jaxmotif.cli.common import (
     add_overwrite_arg,
     add_targets_arg,
     check_output,
+    check_output_parent,
     new_output,
     resolve_cli_targets,
     run_cli,
@@ -783,6 +784,7 @@ def run_scan(args, *, stream=None) -> Path:
     if args.bigwig:
         for path in bigwig_paths(args.bigwig, output_names):
             check_output(path, args.overwrite, "--bigwig")
+    check_output_parent(args.out)
     key = _scan_key(model, windows, args, output_names)
     if Path(args.out).exists() and (args.resume or part[1] > 1):  # refuse a mismatch before the slow check
         from jaxmotif.io.zarr_store import MutmapStore, StoreError
