@@ -524,7 +524,7 @@ def run_scan(args, *, stream=None) -> Path:
         raise CliError(str(e)) from None
     length = model.config.seq_len
     windows = region_windows(peaks, length, args.summit_centred)
-    check_side_chroms(dnase_reader, {w.chrom for w in windows})
+    check_side_chroms(dnase_reader, {w.chrom for w in windows}, genome.chrom_sizes, stream)
     target_names = [model.output_names[t] for t in targets]
     hypothetical = args.method != "integrated_gradients"
     if args.modisco_npz and not hypothetical:
