@@ -226,16 +226,16 @@ def _load(args, model):
         if dnase.shape != (len(records), length):
             raise CliError(f"--dnase-npy shape {dnase.shape} must be ({len(records)}, {length})")
     elif args.dnase is not None:
-        from jaxmotif.io.bed import parse_region
         from jaxmotif.io.bigwig import BigWigReader
 
         with BigWigReader(args.dnase) as reader:
             rows = []
             for r in records:
-                region = parse_region(r.name)
+                region, reverse = record_region(r.name)
                 if region.end - region.start != length:
                     raise CliError(f"record {r.name!r} spans {region.end - region.start} bp; need {length}")
-                rows.append(reader.read(region.chrom, region.start, region.end))
+                row = reader.read(region.chrom, region.start, region.end)
+                rows.append(row[::-1] if reverse else row)
         dnase = np.stack(rows).astype(np.float32)
     return records, seq, dnase
 
@@ -251,9 +251,7 @@ def _check_record(args, name: str, text: str, length: int) -> None:
         )
     check_bases(text, name=name)  # an invalid character: a SequenceError naming record and position
     if args.dnase is not None:
-        from jaxmotif.io.bed import parse_region
-
-        region = parse_region(name)
+        region, _ = record_region(name)
         if region.end - region.start != length:
             raise CliError(f"record {name!r} spans {region.end - region.start} bp; need {length}")
 
@@ -320,12 +318,11 @@ class _ChunkReader:
         if self.dnase_npy is not None:
             return seq, np.asarray(self.dnase_npy[start:stop], np.float32)
         if self.bigwig is not None:
-            from jaxmotif.io.bed import parse_region
-
             rows = []
             for r in batch:
-                region = parse_region(r.name)
-                rows.append(self.bigwig.read(region.chrom, region.start, region.end))
+                region, reverse = record_region(r.name)
+                row = self.bigwig.read(region.chrom, region.start, region.end)
+                rows.append(row[::-1] if reverse else row)
             return seq, np.stack(rows).astype(np.float32)
         return seq, None
 
@@ -342,16 +339,38 @@ class _ChunkReader:
             self.bigwig.close()
 
 
+def record_region(name: str):
+    """(Region, reverse) of a window record named as ``bedtools getfasta`` names it.
+
+    ``chrom:start-end`` (0-based half-open), optionally ``NAME::`` before it (``-name``) and ``(+)``
+    or ``(-)`` after it (``-s``). ``reverse`` is True for ``(-)``: the record is the reverse
+    complement of the region, so a per-base track of the region is read back to front.
+
+    Raises
+    ------
+    jaxmotif.io.bed.BedError
+        When what is left is not ``chrom:start-end``, naming it.
+    """
+    from jaxmotif.io.bed import parse_region
+
+    text = name.rpartition("::")[2]
+    reverse = text.endswith("(-)")
+    if text.endswith(("(+)", "(-)")):
+        text = text[:-3]
+    return parse_region(text), reverse
+
+
 def genome_axis(name: str, length: int) -> tuple[int, str] | None:
     """(1-based genome position of the window's first base, axis label) when ``name`` is a region
-    ``chrom:start-end`` (0-based half-open) spanning ``length`` bases; else None (window offsets)."""
-    from jaxmotif.io.bed import BedError, parse_region
+    ``chrom:start-end`` (0-based half-open, as :func:`record_region` reads it, forward strand) spanning
+    ``length`` bases; else None (window offsets, also for a reverse-complemented ``(-)`` record)."""
+    from jaxmotif.io.bed import BedError
 
     try:
-        region = parse_region(name)
+        region, reverse = record_region(name)
     except BedError:
         return None
-    if region.end - region.start != length:
+    if reverse or region.end - region.start != length:
         return None
     return region.start + 1, f"{region.chrom} position (1-based)"
 
@@ -539,9 +558,7 @@ def _store_region(name: str, length: int) -> tuple[str, int, int]:
     axis = genome_axis(name, length)
     if axis is None:
         return name, 0, length
-    from jaxmotif.io.bed import parse_region
-
-    region = parse_region(name)
+    region, _ = record_region(name)
     return region.chrom, region.start, region.end
 
 
