@@ -411,3 +411,11 @@ def test_saliency_reads_bedtools_getfasta_names(world, tmp_path, capsys):
     np.testing.assert_array_equal(a["saliency"], b["saliency"])
     assert saliency.genome_axis(f"p1::chr1.1:10-{10 + L}", L) == (11, "chr1.1 position (1-based)")
     assert saliency.genome_axis(f"chr1.1:10-{10 + L}(-)", L) is None  # reversed: window offsets
+    # samtools faidx names its windows 1-based inclusive: one base short here, and said so.
+    seq = world["seqs"]["chr1.1"][10 : 10 + L]
+    (tmp_path / "s.fa").write_text(f">chr1.1:11-{10 + L}\n{seq}\n")
+    argv = [*common[:2], "--fasta", str(tmp_path / "s.fa"), "--dnase", str(world["root"] / "dnase.bw")]
+    assert saliency.main([*argv, "--out", str(tmp_path / "s.npz")]) == 1
+    line = _one_error_line(capsys)
+    assert f"spans {L - 1} bp; need {L}" in line and "samtools faidx" in line, line
+    assert not (tmp_path / "s.npz").exists()

@@ -45,10 +45,12 @@ examples:
   python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz --logos 3
 
 With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-based half-open, as
-bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png for the N sequences
-with the largest total |attribution|, one panel per target around the most salient base; the x axis
-shows genome positions (1-based, as a genome browser) when the record name is such a region, else
-offsets in the window. --out OUT.zarr streams the maps into an attribution store (the layout
+bedtools getfasta writes them; NAME::chrom:start-end from -name, and a (+) or (-) suffix from -s, the
+DNase of a (-) record read back to front as its sequence is). Logos (--logos N):
+OUT_logos/<rank>_<record>.png for the N sequences with the largest total |attribution|, one panel
+per target around the most salient base; the x axis shows genome positions (1-based, as a genome
+browser) when the record name is such a region, else offsets in the window. --out OUT.zarr streams
+the maps into an attribution store (the layout
 `python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
 and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
 then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
@@ -79,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fasta", metavar="SEQS.fa", help="sequences of the model's length (default with the demo)"
     )
     dn = p.add_mutually_exclusive_group()
-    dn.add_argument("--dnase", metavar="TRACK.bw", help="DNase bigWig; record names must be chrom:start-end")
+    dn.add_argument(
+        "--dnase", metavar="TRACK.bw", help="DNase bigWig; record names: [NAME::]chrom:start-end[(+|-)]"
+    )
     dn.add_argument("--dnase-npy", metavar="F.npy", help="DNase values, shape (N, L), in FASTA order")
     add_targets_arg(p)
     p.add_argument("--target", action="append", help="deprecated: use --targets")
@@ -233,7 +237,7 @@ def _load(args, model):
             for r in records:
                 region, reverse = record_region(r.name)
                 if region.end - region.start != length:
-                    raise CliError(f"record {r.name!r} spans {region.end - region.start} bp; need {length}")
+                    raise CliError(_span_error(r.name, region, length))
                 row = reader.read(region.chrom, region.start, region.end)
                 rows.append(row[::-1] if reverse else row)
         dnase = np.stack(rows).astype(np.float32)
@@ -253,7 +257,7 @@ def _check_record(args, name: str, text: str, length: int) -> None:
     if args.dnase is not None:
         region, _ = record_region(name)
         if region.end - region.start != length:
-            raise CliError(f"record {name!r} spans {region.end - region.start} bp; need {length}")
+            raise CliError(_span_error(name, region, length))
 
 
 def _survey(args, model) -> tuple[list[str], np.ndarray | None]:
@@ -337,6 +341,14 @@ class _ChunkReader:
         self.records.close()
         if self.bigwig is not None:
             self.bigwig.close()
+
+
+def _span_error(name: str, region, length: int) -> str:
+    span = region.end - region.start
+    hint = ""
+    if span == length - 1:  # samtools faidx names windows chrom:first-last, 1-based and inclusive
+        hint = " (names are read as bedtools writes them, 0-based half-open; samtools faidx's are 1-based)"
+    return f"record {name!r} spans {span} bp; need {length}{hint}"
 
 
 def record_region(name: str):
