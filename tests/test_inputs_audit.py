@@ -185,6 +185,12 @@ def test_genome_refuses_what_it_cannot_index_in_one_line(tmp_path, content, expe
         assert "seqkit" not in message  # the rewrap hint only where rewrapping helps
 
 
+def test_genome_suffix_and_content_must_agree(tmp_path):
+    (tmp_path / "plain.fa.gz").write_text(">chr1\nACGT\n")
+    with pytest.raises(GenomeError, match=r"plain\.fa\.gz: it is named \.gz but not compressed"):
+        Genome(tmp_path / "plain.fa.gz")
+
+
 def test_genome_unwritable_index_is_one_line(tmp_path, monkeypatch):
     import pyfaidx
 

@@ -282,6 +282,10 @@ class Genome:
                 f"cannot index genome FASTA {self.path}: it is gzip-compressed but not named .gz or .bgz "
                 "(random access needs bgzip and that suffix: `gunzip -c in > g.fa; bgzip g.fa`)"
             )
+        if not gzipped and self.path.lower().endswith((".gz", ".bgz")):
+            raise GenomeError(
+                f"cannot index genome FASTA {self.path}: it is named .gz but not compressed; rename it"
+            )
         _refuse_bare_cr(self.path)
 
         def open_fasta():
