@@ -304,8 +304,9 @@ class Genome:
             hint = _REWRAP if "line length" in str(err).lower() else ""
             raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}{hint}") from err
         except RuntimeError as err:
-            # pyfaidx's check_bad_lines raises a bare RuntimeError for two or more blank lines at
-            # the end of a record (e.g. a file ending in "\n\n\n"); its text asks for a bug report.
+            # pyfaidx's check_bad_lines raises a bare RuntimeError (its text asks for a bug report)
+            # for some blank-line patterns; those the index above could not take have sequence
+            # after a blank line.
             entry = str(err).partition(" at entry ")[2].partition("Please report")[0]
             raise GenomeError(
                 f"cannot index genome FASTA {self.path}: blank lines inside or after record {entry!r}"
