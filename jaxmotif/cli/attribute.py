@@ -26,6 +26,7 @@ from jaxmotif.cli.common import (
     add_overwrite_arg,
     add_targets_arg,
     check_output,
+    check_output_parent,
     memory_budget,
     resolve_cli_targets,
     run_cli,
@@ -182,8 +183,12 @@ class Window(NamedTuple):
     end: int
 
 
-def read_peaks(path) -> list[tuple]:
-    """(Region, summit offset or None) per BED line, in file order (narrowPeak column 10)."""
+def read_peaks(path, summits: bool = True) -> list[tuple]:
+    """(Region, summit offset or None) per BED line, in file order (narrowPeak column 10).
+
+    ``summits=False`` (no ``--summit-centred``) leaves column 10 unread: in a BED that is not a
+    narrowPeak (BED12, annotation columns) it means something else.
+    """
     from jaxmotif.io.bed import _HEADER_PREFIXES, BedError, read_bed
     from jaxmotif.io.fasta import _open_text
 
@@ -191,6 +196,8 @@ def read_peaks(path) -> list[tuple]:
         regions = read_bed(path)
     except BedError as e:
         raise CliError(str(e)) from None
+    if not summits:
+        return [(region, None) for region in regions]
     summits = []
     with _open_text(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
@@ -206,6 +213,12 @@ def read_peaks(path) -> list[tuple]:
                     raise CliError(
                         f"{path}:{line_no}: summit (column 10) {fields[9]!r} is not an integer"
                     ) from None
+                span = int(fields[2]) - int(fields[1])  # read_bed has checked both
+                if summit >= span:
+                    raise CliError(
+                        f"{path}:{line_no}: summit (column 10) {summit} lies outside the region "
+                        f"({span} bp; narrowPeak summits are offsets from the start)"
+                    )
             summits.append(None if summit is None or summit < 0 else summit)
     return list(zip(regions, summits, strict=True))
 
@@ -514,7 +527,7 @@ def run_scan(args, *, stream=None) -> Path:
     model, genome, dnase_reader, targets = _load(args, stream)
     if not args.out:
         raise CliError("--out is required")
-    peaks = read_peaks(args.regions)
+    peaks = read_peaks(args.regions, args.summit_centred)
     if not peaks:
         raise CliError(f"{args.regions} holds no regions")
     try:
@@ -523,7 +536,7 @@ def run_scan(args, *, stream=None) -> Path:
         raise CliError(str(e)) from None
     length = model.config.seq_len
     windows = region_windows(peaks, length, args.summit_centred)
-    check_side_chroms(dnase_reader, {w.chrom for w in windows})
+    check_side_chroms(dnase_reader, {w.chrom for w in windows}, genome.chrom_sizes, stream)
     target_names = [model.output_names[t] for t in targets]
     hypothetical = args.method != "integrated_gradients"
     if args.modisco_npz and not hypothetical:
@@ -535,6 +548,7 @@ def run_scan(args, *, stream=None) -> Path:
             "--bigwig" if args.bigwig and str(path).startswith(args.bigwig) else "--modisco-npz",
         )
     out = Path(args.out)
+    check_output_parent(out)
     if out.exists() and not (args.resume or part[1] > 1 or args.overwrite):  # before any slow work
         raise CliError(
             f"{out} exists; pass --resume to continue it, --overwrite to replace it, or choose another --out"

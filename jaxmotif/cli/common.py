@@ -155,7 +155,21 @@ def check_output(path: str | os.PathLike, overwrite: bool, flag: str = "--out") 
     path = Path(path)
     if path.exists() and not overwrite:
         raise CliError(f"{flag} {path} exists; pass --overwrite to replace it")
+    check_output_parent(path, flag)
     return path
+
+
+def check_output_parent(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuses ``path`` when the nearest existing folder above it is a file, not a folder.
+
+    Parent folders are created at write time; this says why that would fail before any work
+    (``mkdir`` would raise ``FileExistsError: 'x'`` after the compute).
+    """
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CliError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
 
 
 def _remove(path: Path) -> None:

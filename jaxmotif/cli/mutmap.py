@@ -36,6 +36,7 @@ from jaxmotif.cli.common import (
     add_overwrite_arg,
     add_targets_arg,
     check_output,
+    check_output_parent,
     new_output,
     resolve_cli_targets,
     run_cli,
@@ -308,19 +309,44 @@ def open_side_reader(args):
     return BigWigReader(args.dnase) if args.dnase else None
 
 
-def check_side_chroms(reader, chroms) -> None:
-    """Refuses chromosomes the DNase bigWig (or any control bigWig) lacks, naming the file."""
+def check_side_chroms(reader, chroms, genome_sizes=None, stream=None) -> None:
+    """Refuses chromosomes the DNase bigWig (or any control bigWig) lacks, naming the file.
+
+    With ``genome_sizes`` (the FASTA's), a chromosome whose length differs between a bigWig and the
+    FASTA (a track of another assembly, most likely) gets one ``warning:`` line on ``stream``: the
+    run goes on, reading 0 where the bigWig has no bases.
+    """
     from jaxmotif.io.bigwig import StackedBigWigReader
+    from jaxmotif.io.fasta import naming_hint
 
     if reader is None:
         return
+    if genome_sizes is not None:
+        files = reader.readers if isinstance(reader, StackedBigWigReader) else [reader]
+        for r in files:
+            sizes = r.chrom_sizes
+            differ = [c for c in sorted(chroms) if c in sizes and sizes[c] != genome_sizes.get(c, sizes[c])]
+            if differ:
+                c = differ[0]
+                print(
+                    f"warning: chromosome {c!r} is {genome_sizes[c]} bp in the FASTA but {sizes[c]} bp in "
+                    f"the bigWig {r.path} ({len(differ)} chromosome(s) differ; another assembly?); bases "
+                    "the bigWig lacks read as 0",
+                    file=sys.stderr if stream is None else stream,
+                )
     for chrom in sorted(chroms):
         if isinstance(reader, StackedBigWigReader):
             path = reader.missing(chrom)
             if path is not None:
-                raise CliError(f"chromosome {chrom!r} is not in the control bigWig {path}")
+                known = next(r.chrom_sizes for r in reader.readers if r.path == path)
+                raise CliError(
+                    f"chromosome {chrom!r} is not in the control bigWig {path}{naming_hint(chrom, known)}"
+                )
         elif chrom not in reader.chrom_sizes:
-            raise CliError(f"chromosome {chrom!r} is not in the DNase bigWig {reader.path}")
+            raise CliError(
+                f"chromosome {chrom!r} is not in the DNase bigWig {reader.path}"
+                f"{naming_hint(chrom, reader.chrom_sizes)}"
+            )
 
 
 def side_key(args) -> dict:
@@ -435,6 +461,8 @@ class Variant(NamedTuple):
 def iter_vcf_snvs(path, genome) -> Iterator[Variant | None]:
     """SNVs of a VCF (plain or gzip) in file order, REF checked against the genome; None per skipped
     non-SNV allele. Streams: holds one line at a time."""
+    from jaxmotif.io.fasta import naming_hint
+
     path = Path(path)
     if not path.is_file():
         raise CliError(f"VCF file not found: {path}")
@@ -450,7 +478,10 @@ def iter_vcf_snvs(path, genome) -> Iterator[Variant | None]:
                 raise CliError(f"{where}: expected at least 5 tab-separated VCF columns, got {len(fields)}")
             chrom, pos_text, vid, ref, alts = fields[:5]
             if chrom not in genome:
-                raise CliError(f"{where}: unknown chromosome {chrom!r} (not in {genome.path})")
+                raise CliError(
+                    f"{where}: unknown chromosome {chrom!r} (not in {genome.path})"
+                    f"{naming_hint(chrom, genome.chrom_sizes)}"
+                )
             try:
                 pos = int(pos_text)
             except ValueError:
@@ -771,11 +802,12 @@ def run_scan(args, *, stream=None) -> Path:
         raise CliError(str(e)) from None
     model = inputs.model
     windows = tile_regions(regions, model.config.seq_len, args.stride, chrom_order=list(genome.chrom_sizes))
-    check_side_chroms(inputs.dnase_reader, {w.chrom for w in windows})
+    check_side_chroms(inputs.dnase_reader, {w.chrom for w in windows}, genome.chrom_sizes, stream)
     output_names = [model.output_names[i] for i in (inputs.targets or range(model.config.num_outputs))]
     if args.bigwig:
         for path in bigwig_paths(args.bigwig, output_names):
             check_output(path, args.overwrite, "--bigwig")
+    check_output_parent(args.out)
     key = _scan_key(model, windows, args, output_names)
     if Path(args.out).exists() and (args.resume or part[1] > 1):  # refuse a mismatch before the slow check
         from jaxmotif.io.zarr_store import MutmapStore, StoreError

@@ -45,10 +45,12 @@ examples:
   python -m jaxmotif.saliency --method deconvnet --out demo_deconvnet.npz --logos 3
 
 With --dnase (bigWig), FASTA record names must be regions, chrom:start-end (0-based half-open, as
-bedtools getfasta writes them). Logos (--logos N): OUT_logos/<rank>_<record>.png for the N sequences
-with the largest total |attribution|, one panel per target around the most salient base; the x axis
-shows genome positions (1-based, as a genome browser) when the record name is such a region, else
-offsets in the window. --out OUT.zarr streams the maps into an attribution store (the layout
+bedtools getfasta writes them; NAME::chrom:start-end from -name, and a (+) or (-) suffix from -s, the
+DNase of a (-) record read back to front as its sequence is). Logos (--logos N):
+OUT_logos/<rank>_<record>.png for the N sequences with the largest total |attribution|, one panel
+per target around the most salient base; the x axis shows genome positions (1-based, as a genome
+browser) when the record name is such a region, else offsets in the window. --out OUT.zarr streams
+the maps into an attribution store (the layout
 `python -m jaxmotif.attribute` writes; TF-MoDISco and the report read it) instead of holding them,
 and reads the FASTA twice instead of whole: a check of every record (only the names are kept),
 then one batch of records at a time (--dnase-npy memory-mapped); for genome-scale inputs with
@@ -79,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fasta", metavar="SEQS.fa", help="sequences of the model's length (default with the demo)"
     )
     dn = p.add_mutually_exclusive_group()
-    dn.add_argument("--dnase", metavar="TRACK.bw", help="DNase bigWig; record names must be chrom:start-end")
+    dn.add_argument(
+        "--dnase", metavar="TRACK.bw", help="DNase bigWig; record names: [NAME::]chrom:start-end[(+|-)]"
+    )
     dn.add_argument("--dnase-npy", metavar="F.npy", help="DNase values, shape (N, L), in FASTA order")
     add_targets_arg(p)
     p.add_argument("--target", action="append", help="deprecated: use --targets")
@@ -226,16 +230,16 @@ def _load(args, model):
         if dnase.shape != (len(records), length):
             raise CliError(f"--dnase-npy shape {dnase.shape} must be ({len(records)}, {length})")
     elif args.dnase is not None:
-        from jaxmotif.io.bed import parse_region
         from jaxmotif.io.bigwig import BigWigReader
 
         with BigWigReader(args.dnase) as reader:
             rows = []
             for r in records:
-                region = parse_region(r.name)
+                region, reverse = record_region(r.name)
                 if region.end - region.start != length:
-                    raise CliError(f"record {r.name!r} spans {region.end - region.start} bp; need {length}")
-                rows.append(reader.read(region.chrom, region.start, region.end))
+                    raise CliError(_span_error(r.name, region, length))
+                row = reader.read(region.chrom, region.start, region.end)
+                rows.append(row[::-1] if reverse else row)
         dnase = np.stack(rows).astype(np.float32)
     return records, seq, dnase
 
@@ -251,11 +255,9 @@ def _check_record(args, name: str, text: str, length: int) -> None:
         )
     check_bases(text, name=name)  # an invalid character: a SequenceError naming record and position
     if args.dnase is not None:
-        from jaxmotif.io.bed import parse_region
-
-        region = parse_region(name)
+        region, _ = record_region(name)
         if region.end - region.start != length:
-            raise CliError(f"record {name!r} spans {region.end - region.start} bp; need {length}")
+            raise CliError(_span_error(name, region, length))
 
 
 def _survey(args, model) -> tuple[list[str], np.ndarray | None]:
@@ -320,12 +322,11 @@ class _ChunkReader:
         if self.dnase_npy is not None:
             return seq, np.asarray(self.dnase_npy[start:stop], np.float32)
         if self.bigwig is not None:
-            from jaxmotif.io.bed import parse_region
-
             rows = []
             for r in batch:
-                region = parse_region(r.name)
-                rows.append(self.bigwig.read(region.chrom, region.start, region.end))
+                region, reverse = record_region(r.name)
+                row = self.bigwig.read(region.chrom, region.start, region.end)
+                rows.append(row[::-1] if reverse else row)
             return seq, np.stack(rows).astype(np.float32)
         return seq, None
 
@@ -342,16 +343,46 @@ class _ChunkReader:
             self.bigwig.close()
 
 
+def _span_error(name: str, region, length: int) -> str:
+    span = region.end - region.start
+    hint = ""
+    if span == length - 1:  # samtools faidx names windows chrom:first-last, 1-based and inclusive
+        hint = " (names are read as bedtools writes them, 0-based half-open; samtools faidx's are 1-based)"
+    return f"record {name!r} spans {span} bp; need {length}{hint}"
+
+
+def record_region(name: str):
+    """(Region, reverse) of a window record named as ``bedtools getfasta`` names it.
+
+    ``chrom:start-end`` (0-based half-open), optionally ``NAME::`` before it (``-name``) and ``(+)``
+    or ``(-)`` after it (``-s``). ``reverse`` is True for ``(-)``: the record is the reverse
+    complement of the region, so a per-base track of the region is read back to front.
+
+    Raises
+    ------
+    jaxmotif.io.bed.BedError
+        When what is left is not ``chrom:start-end``, naming it.
+    """
+    from jaxmotif.io.bed import parse_region
+
+    text = name.rpartition("::")[2]
+    reverse = text.endswith("(-)")
+    if text.endswith(("(+)", "(-)")):
+        text = text[:-3]
+    return parse_region(text), reverse
+
+
 def genome_axis(name: str, length: int) -> tuple[int, str] | None:
     """(1-based genome position of the window's first base, axis label) when ``name`` is a region
-    ``chrom:start-end`` (0-based half-open) spanning ``length`` bases; else None (window offsets)."""
-    from jaxmotif.io.bed import BedError, parse_region
+    ``chrom:start-end`` (0-based half-open, as :func:`record_region` reads it, forward strand) spanning
+    ``length`` bases; else None (window offsets, also for a reverse-complemented ``(-)`` record)."""
+    from jaxmotif.io.bed import BedError
 
     try:
-        region = parse_region(name)
+        region, reverse = record_region(name)
     except BedError:
         return None
-    if region.end - region.start != length:
+    if reverse or region.end - region.start != length:
         return None
     return region.start + 1, f"{region.chrom} position (1-based)"
 
@@ -539,9 +570,7 @@ def _store_region(name: str, length: int) -> tuple[str, int, int]:
     axis = genome_axis(name, length)
     if axis is None:
         return name, 0, length
-    from jaxmotif.io.bed import parse_region
-
-    region = parse_region(name)
+    region, _ = record_region(name)
     return region.chrom, region.start, region.end
 
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from jaxmotif.io.fasta import _open_text
+from jaxmotif.io.fasta import _open_text, naming_hint
 
 _HEADER_PREFIXES = ("#", "track", "browser")
 
@@ -144,7 +144,10 @@ def validate_regions(regions: Iterable[Region], chrom_sizes: Mapping[str, int]) 
         if size is None:
             known = list(chrom_sizes)
             shown = ", ".join(repr(c) for c in known[:5]) + (", ..." if len(known) > 5 else "")
-            raise BedError(f"{label}: unknown chromosome {region.chrom!r} ({len(known)} known: {shown})")
+            raise BedError(
+                f"{label}: unknown chromosome {region.chrom!r} ({len(known)} known: {shown})"
+                f"{naming_hint(region.chrom, known)}"
+            )
         if region.start < 0 or region.end <= region.start:
             raise BedError(f"{label}: invalid interval (need 0 <= start < end)")
         if region.end > size:

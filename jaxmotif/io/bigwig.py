@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxmotif.io.fasta import naming_hint
+
 # bigWig magic number 0x888FFC26, as stored by little- and big-endian writers.
 _BIGWIG_MAGIC = (b"\x26\xfc\x8f\x88", b"\x88\x8f\xfc\x26")
 _REMOTE_PREFIXES = ("http://", "https://", "ftp://")
@@ -113,6 +115,7 @@ class BigWigReader:
         if size is None:
             raise BigWigError(
                 f"unknown chromosome {chrom!r} in bigWig {self.path} ({_known_chroms(self._sizes)})"
+                f"{naming_hint(chrom, self._sizes)}"
             )
         start, end = int(start), int(end)
         if end < start:

@@ -120,6 +120,122 @@ def iter_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
         raise FastaError(f"{path}: no FASTA records ({what})")
 
 
+def naming_hint(chrom: str, known) -> str:
+    """``"; did you mean 'chr1'? ..."`` when ``chrom`` is in ``known`` under the other naming style.
+
+    UCSC names chromosomes ``chr1`` ... ``chrM``, Ensembl and NCBI ``1`` ... ``MT``; a genome from one
+    and a BED or bigWig from the other share no names. Empty when no such counterpart is known.
+    """
+    known = set(known)
+    if chrom.startswith("chr"):
+        candidates = [chrom[3:], "MT" if chrom == "chrM" else None]
+    else:
+        candidates = ["chr" + chrom, "chrM" if chrom == "MT" else None]
+    for candidate in candidates:
+        if candidate and candidate in known:
+            return (
+                f"; did you mean {candidate!r}? (the files name chromosomes differently, "
+                "UCSC 'chr1' vs Ensembl '1': rename one of them)"
+            )
+    return ""
+
+
+# Said after pyfaidx's indexing errors: what random access needs and one way to get there.
+_REWRAP = (
+    "; random access (pyfaidx, like samtools faidx) needs every line of a record but its last to "
+    "have the same width and no sequence after a blank line: rewrap it, e.g. "
+    "`seqkit seq -w 60 in.fa > out.fa`"
+)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(err).__name__
+
+
+def _refuse_bare_cr(path: str) -> None:
+    """:class:`GenomeError` for a FASTA with classic-Mac ``\\r`` line endings (no ``\\n``).
+
+    pyfaidx sees such a file as one header line and indexes every chromosome but the first as
+    missing and the first as empty, which would surface later as a misleading "unknown chromosome".
+    The first 64 KiB (decompressed) decide; ``\\r\\n`` (Windows) is fine.
+    """
+    try:
+        with _open_binary(path) as handle:
+            head = handle.read(1 << 16)
+    except (OSError, EOFError):
+        return  # unreadable or corrupt: pyfaidx says why
+    if b"\r" in head and b"\n" not in head:
+        raise GenomeError(
+            f"cannot index genome FASTA {path}: its lines end in a bare carriage return (old Mac "
+            "line endings); convert them, e.g. `tr '\\r' '\\n' < in.fa > out.fa`"
+        )
+
+
+def _write_index_past_blank_lines(path: str) -> bool:
+    """Writes ``path.fai`` when the FASTA's only irregularity is blank lines; else False, nothing written.
+
+    The samtools index (name, length, offset of the first base, bases per line, bytes per line)
+    locates base ``i`` of a record at ``offset + (i // bases) * bytes + i % bases``; blank (or
+    whitespace-only) lines after a record's last sequence line hold no base and change none of
+    that. Everything else is checked as pyfaidx and samtools do: within a record every line but
+    the last has the same width, and no sequence follows a shorter or blank line. Plain files only
+    (a bgzip index also needs block offsets). One pass over the file, only when pyfaidx refused it.
+    """
+    with open(path, "rb") as probe:
+        if probe.read(2) == _GZIP_MAGIC:
+            return False
+    rows: list[list] = []  # [name, length, offset, bases per line, bytes per line, closed]
+    offset = 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            offset += len(raw)
+            body = raw.rstrip(b"\r\n")
+            if raw.startswith(b">"):
+                words = body[1:].split()
+                if not words:
+                    return False
+                try:
+                    rows.append([words[0].decode("utf-8"), 0, offset, 0, 0, False])
+                except UnicodeDecodeError:
+                    return False
+            elif not body.strip():
+                if rows:
+                    rows[-1][5] = True  # only blank lines until the next header
+            elif not rows or rows[-1][5]:
+                return False  # text before the first header, or sequence after a short/blank line
+            else:
+                row = rows[-1]
+                if row[3] == 0:
+                    row[3], row[4] = len(body), len(raw)
+                elif len(body) != row[3] or len(raw) != row[4]:
+                    if len(body) > row[3]:
+                        return False
+                    row[5] = True  # a shorter line ends the record
+                row[1] += len(body)
+    names = [row[0] for row in rows]
+    if not rows or len(set(names)) != len(names):
+        return False
+    index = f"{path}.fai"
+    temporary = f"{index}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w") as out:
+            out.writelines(f"{n}\t{length}\t{o}\t{b}\t{w}\n" for n, length, o, b, w, _ in rows)
+        os.replace(temporary, index)
+    except OSError as err:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise GenomeError(f"cannot index genome FASTA {path}: cannot write {index}: {err}") from None
+    return True
+
+
+def _open_binary(path: str | os.PathLike):
+    """The bytes of ``path``, gzip (and so bgzip) decompressed when it starts with the gzip magic."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
 def _import_pyfaidx():
     try:
         import pyfaidx
@@ -134,7 +250,10 @@ class Genome:
     """Random access to a (large) FASTA reference through ``pyfaidx``.
 
     The ``.fai`` index is built beside the FASTA on first use (the folder must be writable then).
-    Compressed references must be bgzip-compressed, as pyfaidx requires.
+    Compressed references must be bgzip-compressed, as pyfaidx requires. Line endings may be
+    ``\n`` or ``\r\n``; blank lines may follow any record (pyfaidx alone takes one ``\n``). Other
+    irregular files (uneven line widths within a record, old-Mac ``\r`` endings, duplicate names)
+    are refused with one :class:`GenomeError` line that names the file and the fix.
 
     Parameters
     ----------
@@ -155,11 +274,55 @@ class Genome:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"genome FASTA not found: {self.path}")
+        with open(self.path, "rb") as probe:
+            gzipped = probe.read(2) == _GZIP_MAGIC
+        # pyfaidx picks its reader by the suffix: a gzip file named .fa would fail to decode.
+        if gzipped and not self.path.lower().endswith((".gz", ".bgz")):
+            raise GenomeError(
+                f"cannot index genome FASTA {self.path}: it is gzip-compressed but not named .gz or .bgz "
+                "(random access needs bgzip and that suffix: `gunzip -c in > g.fa; bgzip g.fa`)"
+            )
+        if not gzipped and self.path.lower().endswith((".gz", ".bgz")):
+            raise GenomeError(
+                f"cannot index genome FASTA {self.path}: it is named .gz but not compressed; rename it"
+            )
+        _refuse_bare_cr(self.path)
+
+        def open_fasta():
+            return pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=uppercase)
+
         try:
-            self._fasta = pyfaidx.Fasta(self.path, as_raw=True, sequence_always_upper=uppercase)
-        except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise GenomeError(f"cannot index genome FASTA {self.path}: {message}") from err
+            try:
+                self._fasta = open_fasta()
+            except (pyfaidx.FastaIndexingError, RuntimeError):
+                # pyfaidx allows one "\n" after a record's last line; more blank lines (or a
+                # "\r\n" one) hold no base, so the index that ignores them is exact: write it.
+                if not _write_index_past_blank_lines(self.path):
+                    raise
+                self._fasta = open_fasta()
+        except pyfaidx.FastaIndexingError as err:
+            hint = _REWRAP if "line length" in str(err).lower() else ""
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}{hint}") from err
+        except RuntimeError as err:
+            # pyfaidx's check_bad_lines raises a bare RuntimeError (its text asks for a bug report)
+            # for some blank-line patterns; those the index above could not take have sequence
+            # after a blank line.
+            entry = str(err).partition(" at entry ")[2].partition("Please report")[0]
+            raise GenomeError(
+                f"cannot index genome FASTA {self.path}: blank lines inside or after record {entry!r}"
+                f"{_REWRAP}"
+            ) from err
+        except (pyfaidx.UnsupportedCompressionFormat, ValueError) as err:
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}") from err
+        except OSError as err:
+            # e.g. pyfaidx cannot write the .fai beside a FASTA in a read-only folder
+            raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}") from err
+        except ImportError as err:
+            # pyfaidx reads bgzip through Biopython, which jaxmotif[genome] does not require
+            raise GenomeError(
+                f"cannot read bgzip FASTA {self.path}: {_first_line(err)} (pip install biopython, "
+                "or decompress it)"
+            ) from err
         # Sizes are read once from the index so fetch() needs no pyfaidx call for bounds checks.
         self._sizes = {name: len(record) for name, record in self._fasta.records.items()}
 
@@ -180,6 +343,7 @@ class Genome:
             shown = ", ".join(repr(c) for c in known[:5]) + (", ..." if len(known) > 5 else "")
             raise GenomeError(
                 f"unknown chromosome {chrom!r} in {self.path} ({len(known)} known: {shown})"
+                f"{naming_hint(chrom, known)}"
             ) from None
 
     def fetch(self, chrom: str, start: int, end: int) -> str:
