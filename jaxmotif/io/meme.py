@@ -46,7 +46,8 @@ class Motif(NamedTuple):
     nsites : int or None
         Number of sites the matrix was built from, when known.
     alt_name : str or None
-        Alternative name (the second word after ``MOTIF``), e.g. the TF name ``"CTCF"``.
+        Alternative name (the second word after ``MOTIF``, one word as in the MEME format; further
+        words on the line are ignored), e.g. the TF name ``"CTCF"``.
     """
 
     name: str
@@ -134,7 +135,8 @@ def write_meme(
         Output file; replaced in one rename after the whole file is written.
     motifs : sequence of Motif
         ``pwm`` of shape ``(w, 4)`` each, rows summing to 1. Names must be unique and contain no
-        whitespace (MEME identifiers are one word). ``nsites=None`` leaves ``nsites=`` out.
+        whitespace (MEME identifiers are one word), and so must ``alt_name`` (MEME readers keep only
+        the first word after the name). ``nsites=None`` leaves ``nsites=`` out.
     background : sequence of 4 floats
         A, C, G, T background frequencies.
     version : str
@@ -167,14 +169,17 @@ def write_meme(
             raise ValueError(f"motif {index}: duplicate motif name {name!r}")
         seen.add(name)
         alt = motif.alt_name
-        if alt is not None and (not isinstance(alt, str) or not alt.strip() or re.search(r"[\r\n]", alt)):
-            raise ValueError(f"motif {name!r}: alt_name must be non-empty text on one line, got {alt!r}")
+        if alt is not None and (not isinstance(alt, str) or not alt or re.search(r"\s", alt)):
+            # MEME readers (MEME suite, read_meme) take only the first word after the name as alt name.
+            raise ValueError(
+                f"motif {name!r}: alt_name must be a non-empty word without whitespace, got {alt!r}"
+            )
         if motif.nsites is not None and (int(motif.nsites) != motif.nsites or motif.nsites < 0):
             raise ValueError(f"motif {name!r}: nsites must be a non-negative integer, got {motif.nsites!r}")
         pwm = validate_pwm(motif.pwm, name)
         # Renormalize so the written (rounded) rows sum to 1 as closely as 6 decimals allow.
         pwm = pwm / pwm.sum(axis=1, keepdims=True)
-        header = f"MOTIF {name}" if motif.alt_name is None else f"MOTIF {name} {motif.alt_name.strip()}"
+        header = f"MOTIF {name}" if alt is None else f"MOTIF {name} {alt}"
         # An unknown nsites is left out rather than invented, so read_meme gives None back (MEME tools
         # then assume their default of 20 sites when they need pseudocounts).
         nsites = "" if motif.nsites is None else f" nsites= {int(motif.nsites)}"
@@ -193,9 +198,13 @@ def _check_alphabet(letters: str, where: str) -> None:
 def read_meme(path: str | os.PathLike) -> list[Motif]:
     """Read every letter-probability matrix of a MEME-format file.
 
-    Tolerates blank lines, ``URL`` lines, comments, log-odds matrices (skipped), tabs or several spaces
-    between fields and a missing ``w=`` (rows are then read up to the first non-numeric line). Rows
-    summing to 1 within 0.02 are renormalized, since MEME files round probabilities.
+    Reads MEME minimal files (as written by MEME-suite tools, JASPAR, HOCOMOCO, CIS-BP converters) and
+    MEME's ``meme.txt``. Tolerates blank lines, ``URL`` lines, comments, log-odds matrices (skipped),
+    tabs or several spaces between fields, CRLF or CR line ends, a UTF-8 byte-order mark, a
+    background spanning several lines (not read) and a missing ``w=`` (rows are then read up to the
+    first non-numeric line). Rows summing to 1 within 0.02 are renormalized, since MEME files round
+    probabilities (memelite's reader keeps them as written, so TomTom p-values on such files can
+    differ slightly from memelite's run on the raw file).
 
     Parameters
     ----------
@@ -210,12 +219,19 @@ def read_meme(path: str | os.PathLike) -> list[Motif]:
     ------
     MemeFormatError
         A malformed or incomplete matrix (wrong number of values on a row, fewer or more rows than
-        ``w=``, a non-number, a row not summing to 1), an alphabet other than ACGT, or a file with no
-        motif. The message names the file and the line.
+        ``w=``, a non-number, a row not summing to 1), an alphabet other than ACGT (RNA, protein),
+        text that is not UTF-8, or a file with no motif. The message names the file and the line.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        text_lines = handle.read().splitlines()
+    data = path.read_bytes()
+    try:
+        # utf-8-sig drops a byte-order mark, which would otherwise glue itself to the first word.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise MemeFormatError(f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    # splitlines() also ends lines at a lone CR (old Mac files) and at CRLF.
+    text_lines = text.splitlines()
 
     motifs: list[Motif] = []
     # Parser state: the MOTIF line being filled, the matrix's declared width and rows read so far.
@@ -318,7 +334,11 @@ def read_meme(path: str | os.PathLike) -> list[Motif]:
             if len(fields) < 2:
                 raise MemeFormatError(f"{where(lineno)}: MOTIF line without a name")
             name = fields[1]
-            alt_name = " ".join(fields[2:]) or None
+            # The MEME format's alternate name is one word; MEME's own meme.txt follows it with statistics
+            # on the same line ('MOTIF GGGAGGCA MEME-1 width =   8  sites = ...', and MEME 4 had no
+            # alternate name: 'MOTIF 1 width =  21 ...'), which are not part of it.
+            statistics = len(fields) > 2 and ("=" in fields[2] or (len(fields) > 3 and fields[3][0] == "="))
+            alt_name = fields[2] if len(fields) > 2 and not statistics else None
             nsites = None
         elif upper.startswith("LETTER-PROBABILITY MATRIX"):
             if name is None:
