@@ -152,7 +152,9 @@ def load_motif_db(spec: str | os.PathLike) -> list[Motif]:
     FileNotFoundError
         ``spec`` is neither a JASPAR spec nor an existing file.
     ValueError
-        Unknown release or taxonomic group.
+        Unknown release or taxonomic group, a malformed MEME file
+        (:class:`~jaxmotif.io.meme.MemeFormatError`), or a file naming two motifs alike (TomTom rows and
+        match logos identify a target by its ID).
     """
     text = os.fspath(spec)
     match = re.fullmatch(r"(JASPAR\d{4})(?::(\w+))?", text, flags=re.IGNORECASE)
@@ -166,7 +168,15 @@ def load_motif_db(spec: str | os.PathLike) -> list[Motif]:
             f"motif database {text!r} is neither a JASPAR release spec (e.g. 'JASPAR2024' or "
             f"'JASPAR2024:plants') nor an existing MEME file"
         )
-    return read_meme(path)
+    motifs = read_meme(path)
+    seen: set[str] = set()
+    for motif in motifs:
+        if motif.name in seen:
+            raise ValueError(
+                f"motif database {text}: two motifs are named {motif.name!r}; motif IDs must be unique"
+            )
+        seen.add(motif.name)
+    return motifs
 
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:

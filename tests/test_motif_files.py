@@ -368,3 +368,13 @@ def test_tomtom_on_user_database_equals_memelite_on_the_same_files(tmp_path):
 
 def rows_of(rows, name):
     return [r for r in rows if r["filter"] == name]
+
+
+def test_user_database_with_a_repeated_id_is_refused(tmp_path):
+    from jaxmotif.motifs import load_motif_db
+
+    path = tmp_path / "two.meme"
+    path.write_text(JASPAR + JASPAR.split("\n\n", 4)[-1].replace("MA0139.2 CTCF", "MA0140.3 other"))
+    assert [m.name for m in read_meme(path)] == ["MA0139.2", "MA0140.3", "MA0140.3", "MA0140.3"]
+    with pytest.raises(ValueError, match=r"two.meme: two motifs are named 'MA0140.3'"):
+        load_motif_db(path)
