@@ -5,6 +5,7 @@ HOCOMOCO and CIS-BP conversions; every number checked against a hand reading, ev
 one-line error naming the file, the line and (where there is one) the motif.
 """
 
+import gzip
 import warnings
 
 import numpy as np
@@ -275,10 +276,13 @@ def test_bad_meme_files_give_one_line_errors(tmp_path, text, message):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
-def test_non_utf8_file_names_file_and_line(tmp_path):
+def test_non_utf8_or_gzip_file_is_refused_naming_it(tmp_path):
     path = tmp_path / "latin1.meme"
     path.write_bytes(JASPAR.replace("CTCF", "CTCF\xe9").encode("latin-1"))
     with pytest.raises(MemeFormatError, match=r"latin1.meme:10: not UTF-8"):
+        read_meme(path)
+    path.write_bytes(gzip.compress(JASPAR.encode()))
+    with pytest.raises(MemeFormatError, match=r"latin1.meme: is gzip-compressed"):
         read_meme(path)
 
 

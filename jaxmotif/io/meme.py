@@ -224,6 +224,8 @@ def read_meme(path: str | os.PathLike) -> list[Motif]:
     """
     path = Path(path)
     data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        raise MemeFormatError(f"{path}: is gzip-compressed; decompress it first (gunzip)")
     try:
         # utf-8-sig drops a byte-order mark, which would otherwise glue itself to the first word.
         text = data.decode("utf-8-sig")
