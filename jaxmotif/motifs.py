@@ -80,7 +80,12 @@ def _jaspar_motifs_cached(release: str, collection: str | None, tax_group: str |
     db = pyjaspar.jaspardb(release=release)
     try:
         # Latest version of each matrix only (pyjaspar's default), JASPAR's non-redundant set.
-        records = db.fetch_motifs(collection=collection, tax_group=tax_group)
+        if collection is None and tax_group is None:
+            # pyjaspar builds invalid SQL without any filter: ask each collection in turn
+            names = sorted(row[0] for row in db.conn.execute("SELECT DISTINCT COLLECTION FROM MATRIX"))
+            records = [r for name in names for r in db.fetch_motifs(collection=name)]
+        else:
+            records = db.fetch_motifs(collection=collection, tax_group=tax_group)
     finally:
         db.conn.close()
     motifs = []

@@ -245,6 +245,10 @@ def test_jaspar_motifs_offline():
         jaspar_motifs("JASPAR1999")
     with pytest.raises(FileNotFoundError, match="neither a JASPAR release spec"):
         load_motif_db("no_such_file.meme")
+    # no filter at all: every collection and group (pyjaspar alone writes invalid SQL for this)
+    everything = {m.name for m in jaspar_motifs("JASPAR2024", None, None)}
+    core_all_groups = {m.name for m in jaspar_motifs("JASPAR2024", "CORE", None)}
+    assert set(by_id) | {m.name for m in plants} <= core_all_groups < everything
 
 
 def test_demo_motifs_file_is_regenerated_exactly(tmp_path):
