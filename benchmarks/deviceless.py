@@ -95,9 +95,9 @@ def abstract_args(args, sharding):
     import jax
     import numpy as np
 
-    def spec(a):
-        return jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype if not hasattr(a, "dtype") else a.dtype,
-                                    sharding=sharding)  # fmt: skip
+    def spec(a):  # None leaves are empty pytrees: they stay None
+        dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+        return jax.ShapeDtypeStruct(np.shape(a), dtype, sharding=sharding)
 
     return jax.tree.map(spec, args)
 
