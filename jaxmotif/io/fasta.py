@@ -31,15 +31,24 @@ class FastaRecord(NamedTuple):
     sequence: str
 
 
+def _is_gzip(path: str | os.PathLike) -> bool:
+    """Whether the file starts with the gzip magic bytes (bgzip output is gzip-compatible)."""
+    with open(path, "rb") as probe:
+        return probe.read(2) == _GZIP_MAGIC
+
+
+def _open_binary(path: str | os.PathLike):
+    """The bytes of ``path``, gzip (and so bgzip) decompressed when it starts with the gzip magic."""
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
 def _open_text(path: str | os.PathLike) -> TextIO:
     """Open a text file, decompressing gzip when the file starts with the gzip magic bytes.
 
     Sniffing the content rather than the suffix handles ``.fa.gz``, ``.fasta.bgz`` and misnamed
-    files alike (bgzip output is gzip-compatible).
+    files alike.
     """
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == _GZIP_MAGIC
-    if gzipped:
+    if _is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
 
@@ -182,9 +191,8 @@ def _write_index_past_blank_lines(path: str) -> bool:
     the last has the same width, and no sequence follows a shorter or blank line. Plain files only
     (a bgzip index also needs block offsets). One pass over the file, only when pyfaidx refused it.
     """
-    with open(path, "rb") as probe:
-        if probe.read(2) == _GZIP_MAGIC:
-            return False
+    if _is_gzip(path):
+        return False
     rows: list[list] = []  # [name, length, offset, bases per line, bytes per line, closed]
     offset = 0
     with open(path, "rb") as handle:
@@ -229,13 +237,6 @@ def _write_index_past_blank_lines(path: str) -> bool:
     return True
 
 
-def _open_binary(path: str | os.PathLike):
-    """The bytes of ``path``, gzip (and so bgzip) decompressed when it starts with the gzip magic."""
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
-
-
 def _import_pyfaidx():
     try:
         import pyfaidx
@@ -274,8 +275,7 @@ class Genome:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"genome FASTA not found: {self.path}")
-        with open(self.path, "rb") as probe:
-            gzipped = probe.read(2) == _GZIP_MAGIC
+        gzipped = _is_gzip(self.path)
         # pyfaidx picks its reader by the suffix: a gzip file named .fa would fail to decode.
         if gzipped and not self.path.lower().endswith((".gz", ".bgz")):
             raise GenomeError(
@@ -318,7 +318,7 @@ class Genome:
             # e.g. pyfaidx cannot write the .fai beside a FASTA in a read-only folder
             raise GenomeError(f"cannot index genome FASTA {self.path}: {_first_line(err)}") from err
         except ImportError as err:
-            # pyfaidx reads bgzip through Biopython, which jaxmotif[genome] does not require
+            # pyfaidx reads bgzip through Biopython (in jaxmotif[genome]; a bare install may lack it)
             raise GenomeError(
                 f"cannot read bgzip FASTA {self.path}: {_first_line(err)} (pip install biopython, "
                 "or decompress it)"
