@@ -233,6 +233,15 @@ def _padded_chunks(values: np.ndarray, weights: np.ndarray, chunk: int):
     return values.reshape(-1, chunk, *values.shape[1:]), weights.reshape(-1, chunk)
 
 
+def smoothgrad_samples(samples: int, per_step: int):
+    """The scan values of :func:`smoothgrad_kernel`: sample indices ``j`` (C, per_step) int32 and their
+    weights ``1 / samples`` (C, per_step), padded with weight-0 entries, as device arrays."""
+    js, weights = _padded_chunks(
+        np.arange(samples, dtype=np.int32), np.full(samples, 1.0 / samples, np.float32), per_step
+    )
+    return jnp.asarray(js), jnp.asarray(weights)
+
+
 def _weighted_gradient_sum(apply_fn, params, points_fn: Callable, dnase, targets, xs, weights, scale_fn=None):
     """Σ_j w_j s_j ⊙ ∇f(points_fn(x_j)) with the points of one scan step vmapped.
 
@@ -473,10 +482,7 @@ def smoothgrad(
         max_sequences=batch_size,
         max_points=sample_batch,
     )
-    js, weights = _padded_chunks(
-        np.arange(samples, dtype=np.int32), np.full(samples, 1.0 / samples, np.float32), per_step
-    )
-    js, weights = jnp.asarray(js), jnp.asarray(weights)
+    js, weights = smoothgrad_samples(samples, per_step)
     sigma = float(sigma)
     params = model.params
     rows = sequence_rows(rows, seq.shape[0])

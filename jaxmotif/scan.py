@@ -801,18 +801,13 @@ def attribution_launcher(
         fn = indices_kernel(model, ("ism", id(inner)), lambda p, s, d: _centred(inner(p, s, d)))
         return lambda p, idx, d, refs: fn(p, idx, d)
     if method == "smoothgrad":
-        from jaxmotif.integrated import _padded_chunks, smoothgrad_kernel
+        from jaxmotif.integrated import smoothgrad_kernel, smoothgrad_samples
 
         if key is None:
             raise ScanError("smoothgrad needs a key (--seed)")
         # Every sample index j of every window is one value of the kernel's scan, sample_batch at a
         # time; the noise of (row i, sample j) is fold_in(fold_in(key, i), j) whatever the chunking.
-        js, weights = _padded_chunks(
-            np.arange(samples, dtype=np.int32),
-            np.full(samples, 1.0 / samples, np.float32),
-            sample_batch or samples,
-        )
-        js, weights = jnp.asarray(js), jnp.asarray(weights)
+        js, weights = smoothgrad_samples(samples, sample_batch or samples)
         apply_fn = with_precision(model.apply_logits if logits else model.apply, precision)
         sigma = float(sigma)
 
