@@ -218,11 +218,7 @@ def _load(args, model):
     records = read_fasta_records(args.fasta, args.strict_bases)
     length = model.config.seq_len
     for r in records:
-        if len(r.sequence) != length:
-            raise CliError(
-                f"record {r.name!r} has length {len(r.sequence)}; the model takes {length} "
-                "(cut windows of that length, e.g. centred on the peaks)"
-            )
+        _check_record(args, r.name, r.sequence, length)
     seq = np.stack([one_hot(r.sequence, model.config.alphabet, name=r.name) for r in records])
     dnase = None
     if args.dnase_npy is not None:
@@ -233,14 +229,7 @@ def _load(args, model):
         from jaxmotif.io.bigwig import BigWigReader
 
         with BigWigReader(args.dnase) as reader:
-            rows = []
-            for r in records:
-                region, reverse = record_region(r.name)
-                if region.end - region.start != length:
-                    raise CliError(_span_error(r.name, region, length))
-                row = reader.read(region.chrom, region.start, region.end)
-                rows.append(row[::-1] if reverse else row)
-        dnase = np.stack(rows).astype(np.float32)
+            dnase = _bigwig_rows(reader, [r.name for r in records])
     return records, seq, dnase
 
 
@@ -322,12 +311,7 @@ class _ChunkReader:
         if self.dnase_npy is not None:
             return seq, np.asarray(self.dnase_npy[start:stop], np.float32)
         if self.bigwig is not None:
-            rows = []
-            for r in batch:
-                region, reverse = record_region(r.name)
-                row = self.bigwig.read(region.chrom, region.start, region.end)
-                rows.append(row[::-1] if reverse else row)
-            return seq, np.stack(rows).astype(np.float32)
+            return seq, _bigwig_rows(self.bigwig, [r.name for r in batch])
         return seq, None
 
     def finish(self) -> None:
@@ -341,6 +325,17 @@ class _ChunkReader:
         self.records.close()
         if self.bigwig is not None:
             self.bigwig.close()
+
+
+def _bigwig_rows(reader, names: list[str]) -> np.ndarray:
+    """DNase (n, L) float32 of window records named as :func:`record_region` reads them (a ``(-)``
+    record's track read back to front, as its sequence is)."""
+    rows = []
+    for name in names:
+        region, reverse = record_region(name)
+        row = reader.read(region.chrom, region.start, region.end)
+        rows.append(row[::-1] if reverse else row)
+    return np.stack(rows).astype(np.float32)
 
 
 def _span_error(name: str, region, length: int) -> str:
