@@ -382,14 +382,20 @@ def genome_axis(name: str, length: int) -> tuple[int, str] | None:
     return region.start + 1, f"{region.chrom} position (1-based)"
 
 
-def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, title: str, width: int, axis):
-    """One figure for one sequence: a panel per target, drawn and saved once."""
+def _logo(
+    folder: Path, rank: int, record: str, values: np.ndarray, names: Sequence[str], alphabet: str, title: str,
+    width: int,
+):  # fmt: skip
+    """One figure for one sequence, ``folder/<rank>_<record>.png``: a panel per target, drawn and saved
+    once; genome positions on the x axis when ``record`` names its region (:func:`genome_axis`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from jaxmotif.logos import plot_attribution_logo
 
     length = values.shape[1]
+    axis = genome_axis(record, length)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in record)
     peak = int(np.argmax(np.abs(values).sum(axis=(0, 2))))
     lo, hi = (0, length) if width <= 0 else (max(peak - width, 0), min(peak + width + 1, length))
     first, xlabel = (0, "offset in window (0-based)") if axis is None else axis
@@ -400,7 +406,7 @@ def _logo(path: Path, values: np.ndarray, names: Sequence[str], alphabet: str, t
         plot_attribution_logo(ax, target_values[lo:hi], alphabet, title=f"{title} {name}", start=first + lo)
     axes[-1, 0].set_xlabel(xlabel, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(folder / f"{rank:04d}_{safe}.png", format="png", dpi=100)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -495,16 +501,15 @@ def _run(args) -> int:
         order = np.argsort(-np.abs(maps).sum(axis=(1, 2, 3)), kind="stable")[: args.logos]
         with new_output(logo_dir, args.overwrite, folder=True, flag="--out's logos folder") as tmp:
             for rank, i in enumerate(tqdm(order, unit="logo", disable=args.quiet, desc="logos")):
-                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in records[i].name)
-                axis = genome_axis(records[i].name, seq.shape[1])
                 _logo(
-                    tmp / f"{rank:04d}_{safe}.png",
+                    tmp,
+                    rank,
+                    records[i].name,
                     maps[i],
                     list(target_names),
                     model.config.alphabet,
                     args.method,
                     args.logo_width,
-                    axis,
                 )
         written.append(logo_dir)
     elif logo_dir.exists():  # --overwrite without logos: the old ones would be stale
@@ -620,15 +625,15 @@ def _run_store(args, out, logo_dir, model, indices, key, options, budget) -> int
         with new_output(logo_dir, args.overwrite, folder=True, flag="--out's logos folder") as tmp:
             for rank, i in enumerate(order):
                 _, attr = reader.read_rows(int(i), int(i) + 1)
-                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in names[i])
                 _logo(
-                    tmp / f"{rank:04d}_{safe}.png",
+                    tmp,
+                    rank,
+                    names[i],
                     np.moveaxis(attr[0], -1, 0),
                     target_names,
                     model.config.alphabet,
                     args.method,
                     args.logo_width,
-                    genome_axis(names[i], length),
                 )
         written.append(logo_dir)
     for path in written:
