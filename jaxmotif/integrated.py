@@ -233,6 +233,36 @@ def _padded_chunks(values: np.ndarray, weights: np.ndarray, chunk: int):
     return values.reshape(-1, chunk, *values.shape[1:]), weights.reshape(-1, chunk)
 
 
+SMOOTHGRAD_SAMPLES, SMOOTHGRAD_SIGMA = 50, 0.15  # smoothgrad's defaults (the CLIs' too)
+
+
+def smoothgrad_plan(
+    model,
+    budget: int,
+    *,
+    sequences: int,
+    samples: int,
+    targets: int,
+    length: int,
+    max_sequences: int | None = None,
+    max_points: int | None = None,
+) -> tuple[int, int, int]:
+    """(sequences per call, noisy copies per scan step, targets per call) of SmoothGrad under
+    ``budget`` bytes (:func:`jaxmotif.memory.path_plan`: the copies are its path points)."""
+    return path_plan(
+        budget,
+        sequences=sequences,
+        points=samples,
+        targets=targets,
+        references=0,
+        activations=activation_elements(model),
+        length=length,
+        fixed_bytes=param_bytes(model),
+        max_sequences=max_sequences,
+        max_points=max_points,
+    )
+
+
 def smoothgrad_samples(samples: int, per_step: int):
     """The scan values of :func:`smoothgrad_kernel`: sample indices ``j`` (C, per_step) int32 and their
     weights ``1 / samples`` (C, per_step), padded with weight-0 entries, as device arrays."""
@@ -439,8 +469,8 @@ def smoothgrad(
     *,
     key: jax.Array,
     rows=None,
-    samples: int = 50,
-    sigma: float = 0.15,
+    samples: int = SMOOTHGRAD_SAMPLES,
+    sigma: float = SMOOTHGRAD_SIGMA,
     logits: bool = False,
     batch_size: int | None = None,
     sample_batch: int | None = None,
@@ -470,15 +500,13 @@ def smoothgrad(
         raise ValueError(f"sigma={sigma} must be non-negative")
     seq, dnase = model.check_inputs(seq, dnase)
     targets, squeeze = resolve_targets(model, target)
-    n_seq, per_step, per_call = path_plan(
+    n_seq, per_step, per_call = smoothgrad_plan(
+        model,
         resolve_budget(max_memory),
         sequences=seq.shape[0],
-        points=samples,
+        samples=samples,
         targets=len(targets),
-        references=0,
-        activations=activation_elements(model),
         length=seq.shape[1],
-        fixed_bytes=param_bytes(model),
         max_sequences=batch_size,
         max_points=sample_batch,
     )

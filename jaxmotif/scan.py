@@ -746,8 +746,8 @@ def attribution_launcher(
     precision=None,
     logits=False,
     steps=None,
-    samples: int = 50,
-    sigma: float = 0.15,
+    samples: int | None = None,
+    sigma: float | None = None,
     sample_batch: int | None = None,
     key=None,
 ):
@@ -755,7 +755,8 @@ def attribution_launcher(
 
     ``extra``: deep_lift_shap's references, shape=(B, R, L) int8; smoothgrad's row indices of the
     windows in the whole scan, shape=(B,) int32 (its noise is drawn per row from ``key``, so it does
-    not depend on the batch); None for the other methods.
+    not depend on the batch); None for the other methods. ``samples`` / ``sigma``: smoothgrad's, None
+    for :func:`jaxmotif.integrated.smoothgrad`'s defaults.
     """
     import jax.numpy as jnp
 
@@ -801,8 +802,15 @@ def attribution_launcher(
         fn = indices_kernel(model, ("ism", id(inner)), lambda p, s, d: _centred(inner(p, s, d)))
         return lambda p, idx, d, refs: fn(p, idx, d)
     if method == "smoothgrad":
-        from jaxmotif.integrated import smoothgrad_kernel, smoothgrad_samples
+        from jaxmotif.integrated import (
+            SMOOTHGRAD_SAMPLES,
+            SMOOTHGRAD_SIGMA,
+            smoothgrad_kernel,
+            smoothgrad_samples,
+        )
 
+        samples = samples or SMOOTHGRAD_SAMPLES
+        sigma = SMOOTHGRAD_SIGMA if sigma is None else sigma
         if key is None:
             raise ScanError("smoothgrad needs a key (--seed)")
         # Every sample index j of every window is one value of the kernel's scan, sample_batch at a
@@ -871,8 +879,8 @@ def scan_attributions(
     n_shuffles: int = 20,
     seed: int = 0,
     steps: int | None = None,
-    samples: int = 50,
-    sigma: float = 0.15,
+    samples: int | None = None,
+    sigma: float | None = None,
     max_memory: int | None = None,
     part: tuple[int, int] = (0, 1),
     progress: Callable[[int], None] | None = None,
@@ -886,7 +894,7 @@ def scan_attributions(
 
     The random methods draw per window row from ``jax.random.key(seed)``: deep_lift_shap's shuffles
     from ``fold_in(key, row)`` (as :func:`jaxmotif.dinucleotide_shuffle` draws sequence ``row``),
-    smoothgrad's noise (``samples`` copies, standard deviation ``sigma``) as
+    smoothgrad's noise (``samples`` copies, standard deviation ``sigma``; None: the defaults) as
     :func:`jaxmotif.integrated.smoothgrad` draws it for sequence ``row``; so the stored values do
     not depend on ``batch_size``, the devices or ``part`` (up to float rounding), and equal the
     in-memory API on all the windows at once. At most ``batch_size`` windows go to the devices per
@@ -916,17 +924,16 @@ def scan_attributions(
     key = jax.random.key(seed)
     sample_batch = None
     if method == "smoothgrad":
-        from jaxmotif import memory
+        from jaxmotif.integrated import SMOOTHGRAD_SAMPLES, smoothgrad_plan
+        from jaxmotif.memory import resolve_budget
 
-        _, sample_batch, _ = memory.path_plan(
-            memory.resolve_budget(max_memory),
+        _, sample_batch, _ = smoothgrad_plan(
+            model,
+            resolve_budget(max_memory),
             sequences=step // n_dev,
-            points=samples,
+            samples=samples or SMOOTHGRAD_SAMPLES,
             targets=len(targets),
-            references=0,
-            activations=memory.activation_elements(model),
             length=store.length,
-            fixed_bytes=memory.param_bytes(model),
             max_sequences=step // n_dev,
         )
     launcher = attribution_launcher(

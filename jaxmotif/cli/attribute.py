@@ -289,24 +289,19 @@ def default_batch(model, method: str, n_targets: int, n_shuffles: int, args) -> 
         return 1
     if method == "integrated_gradients":
         return max(1, min(rows, 8))
-    if method == "smoothgrad":  # windows per step holding their noisy copies (memory.path_plan)
-        from jaxmotif import memory
+    if method == "smoothgrad":  # windows per step holding their noisy copies
+        from jaxmotif.integrated import SMOOTHGRAD_SAMPLES, smoothgrad_plan
 
-        n, _, _ = memory.path_plan(
+        n, _, _ = smoothgrad_plan(
+            model,
             memory_budget(args),
             sequences=64,
-            points=args.samples or SMOOTHGRAD_SAMPLES,
+            samples=args.samples or SMOOTHGRAD_SAMPLES,
             targets=n_targets,
-            references=0,
-            activations=memory.activation_elements(model),
             length=model.config.seq_len,
-            fixed_bytes=memory.param_bytes(model),
         )
         return n
     return max(1, min(rows, 64))
-
-
-SMOOTHGRAD_SAMPLES, SMOOTHGRAD_SIGMA = 50, 0.15  # jaxmotif.integrated.smoothgrad's defaults
 
 
 KEY_MEANING = {
@@ -334,6 +329,8 @@ KEY_MEANING = {
 
 def scan_key(model, windows, args, target_names) -> dict:
     import json
+
+    from jaxmotif.integrated import SMOOTHGRAD_SAMPLES, SMOOTHGRAD_SIGMA
 
     dls = args.method == "deep_lift_shap"
     sg = args.method == "smoothgrad"
@@ -609,8 +606,8 @@ def run_scan(args, *, stream=None) -> Path:
             n_shuffles=args.n_shuffles,
             seed=args.seed,
             steps=args.steps,
-            samples=args.samples or SMOOTHGRAD_SAMPLES,
-            sigma=SMOOTHGRAD_SIGMA if args.sigma is None else args.sigma,
+            samples=args.samples,
+            sigma=args.sigma,
             max_memory=memory_budget(args),
             part=part,
             progress=progress,
