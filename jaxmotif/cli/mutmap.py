@@ -218,36 +218,28 @@ def add_side_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def control_paths(args) -> list[str]:
-    """The ``--control`` bigWigs as a list, in the order given (empty without ``--control``).
+def _control_groups(args) -> list[tuple[str, list[str]]]:
+    """Each occurrence of ``--control`` and the paths it names, in the order given.
 
-    Each occurrence of the flag (``args.control``: a list, or one string from an older caller) is one
-    path when it names an existing file as a whole (a path holding a comma), else a comma-separated
-    list of paths.
+    An occurrence (``args.control``: a list, or one string from an older caller) is one path when it
+    names an existing file as a whole (a path holding a comma), else a comma-separated list of paths.
     """
-    given = getattr(args, "control", None)
-    if not given:
-        return []
-    paths = []
+    given = getattr(args, "control", None) or []
+    groups = []
     for item in [given] if isinstance(given, str) else given:
         if "," in item and Path(item).is_file():
-            paths.append(item)
+            groups.append((item, [item]))
             continue
         parts = [p.strip() for p in item.split(",")]
         if any(not p for p in parts):
             raise CliError(f"--control {item!r} holds an empty path (BW[,BW...], comma-separated)")
-        paths += parts
-    return paths
+        groups.append((item, parts))
+    return groups
 
 
-def _missing_control(path: str, args) -> str:
-    """The refusal of a --control path that is no file, saying so when it is a piece of a split one."""
-    given = getattr(args, "control", None) or []
-    for item in [given] if isinstance(given, str) else given:
-        if "," in item and path in [p.strip() for p in item.split(",")]:
-            split = f"split on commas from --control {item}, which names no file"
-            return f"control bigWig not found: {path} ({split})"
-    return f"control bigWig not found: {path}"
+def control_paths(args) -> list[str]:
+    """The ``--control`` bigWigs as a list, in the order given (empty without ``--control``)."""
+    return [path for _, paths in _control_groups(args) for path in paths]
 
 
 def check_side_args(model, args) -> None:
@@ -274,9 +266,15 @@ def check_side_args(model, args) -> None:
             )
         if controls and not n:
             raise CliError(f"the model in {args.checkpoint} takes no control tracks: drop --control")
-        for path in controls:  # before the count: a missing path with a comma was split in pieces
-            if not Path(path).is_file():
-                raise CliError(_missing_control(path, args))
+        for item, paths in _control_groups(args):  # before the count: a missing path with a comma
+            for path in paths:  # was split in pieces, and the refusal says so
+                if not Path(path).is_file():
+                    split = (
+                        f" (split on commas from --control {item}, which names no file)"
+                        if paths != [item]
+                        else ""
+                    )
+                    raise CliError(f"control bigWig not found: {path}{split}")
         if len(controls) != n:
             raise CliError(
                 f"--control names {len(controls)} bigWigs; the model in {args.checkpoint} takes {n} control "
