@@ -19,33 +19,27 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from benchmarks.core import _torch_inputs
+from benchmarks.core import _torch_inputs, torch_forward_call, torch_saliency_call
 from jaxmotif.gradients import saliency_kernel
 from jaxmotif.precision import with_precision
 
 
 def _kernels(net, model, seq, dnase, device: str) -> dict:
     """name -> (jaxmotif call, PyTorch call), each returning a host array (synchronised)."""
-    import torch
-
     apply_fn = with_precision(model.apply, "fp32")
     forward = jax.jit(apply_fn)
     saliency = jax.jit(lambda p, a, b: saliency_kernel(apply_fn, p, a, b, (0,), "gradient")[:, 0])
     s, d = jax.device_put(seq), None if dnase is None else jax.device_put(dnase)
     net = net.to(common.torch_device(device))
     x, dt = _torch_inputs(seq, dnase, device)
-    ctx = common.torch_precision("fp32")
+    forward_call = torch_forward_call(net, x, dt, "fp32")
+    saliency_call = torch_saliency_call(net, x, dt, "fp32", (0,))
 
     def torch_forward():
-        with torch.inference_mode(), ctx:
-            return (net(x, dt) if dt is not None else net(x)).cpu().numpy()
+        return forward_call().cpu().numpy()
 
     def torch_saliency():
-        xg = x.detach().clone().requires_grad_(True)
-        with ctx:
-            out = net(xg, dt) if dt is not None else net(xg)
-        (g,) = torch.autograd.grad(out[:, 0].sum(), xg)
-        return g.cpu().numpy().transpose(0, 2, 1)  # (N, 4, L) -> (N, L, 4)
+        return saliency_call()[0].cpu().numpy().transpose(0, 2, 1)  # (N, 4, L) -> (N, L, 4)
 
     return {
         "forward": (lambda: np.asarray(forward(model.params, s, d)), torch_forward),

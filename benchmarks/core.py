@@ -39,9 +39,36 @@ def _torch_inputs(seq, dnase, device):
     return x, d
 
 
-def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list[Result]:
+def torch_forward_call(net, x, dt, precision: str):
+    """PyTorch's eager forward of ``x`` (and DNase ``dt``) under ``precision``, as a callable."""
     import torch
 
+    def call():
+        with torch.inference_mode(), torch_precision(precision):
+            return net(x, dt) if dt is not None else net(x)
+
+    return call
+
+
+def torch_saliency_call(net, x, dt, precision: str, targets):
+    """PyTorch autograd saliency as a callable: one backward pass per target, a list of
+    ``d out[:, t].sum() / d x`` (N, 4, L), as users compute it."""
+    import torch
+
+    def call():
+        xg = x.detach().clone().requires_grad_(True)
+        with torch_precision(precision):
+            out = net(xg, dt) if dt is not None else net(xg)
+        grads = []
+        for i, target in enumerate(targets):
+            (g,) = torch.autograd.grad(out[:, target].sum(), xg, retain_graph=i < len(targets) - 1)
+            grads.append(g)
+        return grads
+
+    return call
+
+
+def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list[Result]:
     n = seq.shape[0]
     flops = forward_flops(model.config) * n
     fn = model.compiled(precision)
@@ -50,11 +77,7 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
     results = [_throughput("forward", "jaxmotif", precision, n, t, flops)]
     net = net.to(torch_device(device))
     x, dt = _torch_inputs(seq, dnase, device)
-
-    def torch_forward():
-        with torch.inference_mode(), torch_precision(precision):
-            return net(x, dt) if dt is not None else net(x)
-
+    torch_forward = torch_forward_call(net, x, dt, precision)
     t = time_call(torch_forward, repeats=repeats, sync=torch_sync_result)
     if precision == "fp32":  # the two frameworks must agree before their speeds mean anything
         ours, theirs = np.asarray(fn(model.params, s, d)), torch_forward().float().cpu().numpy()
@@ -64,8 +87,6 @@ def bench_forward(net, model, seq, dnase, *, precision, device, repeats) -> list
 
 
 def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> list[Result]:
-    import torch
-
     n = seq.shape[0]
     targets_all = tuple(range(model.config.num_outputs))
     apply_fn = with_precision(model.apply, precision)
@@ -84,17 +105,7 @@ def bench_saliency(net, model, seq, dnase, *, precision, device, repeats) -> lis
         )
         t = time_call(lambda kernel=kernel: kernel(model.params, s, d), repeats=repeats, sync=jax_sync)
         results.append(_throughput(label, "jaxmotif", precision, n, t, flops))
-
-        def torch_saliency(targets=targets):
-            xg = x.detach().clone().requires_grad_(True)
-            with torch_precision(precision):
-                out = net(xg, dt) if dt is not None else net(xg)
-            grads = []
-            for i, target in enumerate(targets):  # autograd: one backward pass per target
-                (g,) = torch.autograd.grad(out[:, target].sum(), xg, retain_graph=i < len(targets) - 1)
-                grads.append(g)
-            return grads
-
+        torch_saliency = torch_saliency_call(net, x, dt, precision, targets)
         t = time_call(torch_saliency, repeats=repeats, sync=torch_sync_result)
         results.append(_throughput(label, "pytorch autograd", precision, n, t, flops))
     return results
